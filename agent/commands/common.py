@@ -1,0 +1,42 @@
+"""What every command shares: settings with flag overrides, the console, errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from agent.config import Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+_global_overrides: dict[str, Any] = {}
+
+
+def set_global_overrides(**overrides: Any) -> None:
+    """Remember options given before the command (``scenewatch --home DIR ...``)."""
+    _global_overrides.update({k: v for k, v in overrides.items() if v is not None})
+
+
+def settings(**overrides: Any) -> Settings:
+    """Settings from the environment, then global options, then this command's flags."""
+    return load_settings(**{**_global_overrides, **overrides})
+
+
+def configure_logging(verbose: bool) -> None:
+    """Logs go to stderr through rich; ``-v`` shows debug detail."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    for noisy in ("httpx", "httpcore", "chromadb", "urllib3", "transformers", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,85 @@
+"""All of scenewatch's settings in one place.
+
+Every field can be set through an environment variable with the ``SCENEWATCH_`` prefix
+(``SCENEWATCH_MAX_SIDE=336``); CLI flags override them through :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+
+
+class Settings(BaseSettings):
+    """scenewatch configuration (environment variables ``SCENEWATCH_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SCENEWATCH_", extra="ignore")
+
+    # Where data lives: observation database, vector store, thumbnails, knowledge bases.
+    home: Path = Field(default_factory=lambda: Path(user_data_dir("scenewatch")))
+    db: Path | None = Field(default=None, description="observation database (default HOME/scenewatch.db)")
+
+    # Vision model.
+    backend: Literal["local", "openai"] = "local"
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    attn: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
+    max_side: int = Field(default=448, ge=32, description="longest image side sent to the model")
+    max_new_tokens: int = Field(default=256, ge=1)
+
+    # OpenAI-compatible server (vLLM, Ollama, SGLang, LM Studio).
+    openai_base_url: str = "http://localhost:8000/v1"
+    openai_api_key: str = "EMPTY"
+    openai_timeout_s: float = Field(default=60.0, gt=0)
+    openai_retries: int = Field(default=2, ge=0)
+
+    # Watching.
+    every_s: float = Field(default=1.0, gt=0, description="sampling interval in seconds")
+    heartbeat_s: float = Field(default=10.0, gt=0, description="analyse at least this often")
+    window: int = Field(default=5, ge=0, description="previous descriptions in each prompt")
+    gate_threshold: float = Field(default=0.02, ge=0, description="change score that wakes the model")
+    gate_side: int = Field(default=64, ge=8, description="side of the grey thumbnail the gate compares")
+    batch_size: int = Field(default=8, ge=1, description="most requests the engine batches")
+    batch_wait_ms: float = Field(default=20.0, ge=0, description="longest wait to fill a batch")
+    deadline_s: float = Field(default=30.0, gt=0, description="drop a frame not answered by then")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="cap on reconnect backoff")
+    thumb_side: int = Field(default=320, ge=32, description="longest side of stored thumbnails")
+
+    # Memory.
+    chroma_url: str | None = Field(default=None, description="Chroma server URL; local if unset")
+    recall_k: int = Field(default=5, ge=1)
+    narrate_token_budget: int = Field(default=3000, ge=200)
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite observation database."""
+        return self.db if self.db is not None else self.home / "scenewatch.db"
+
+    @property
+    def data_dir(self) -> Path:
+        """Folder for derived data (vectors, thumbnails): beside the database."""
+        return self.db_path.parent
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.data_dir / "thumbs"
+
+    @property
+    def kb_dir(self) -> Path:
+        return self.home / "kb"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with the given non-None values (CLI flags) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

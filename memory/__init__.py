@@ -1,0 +1,1 @@
+"""scenewatch: memory."""

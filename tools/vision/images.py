@@ -1,0 +1,46 @@
+"""Image helpers shared by the backends: loading, the pixel budget, encoding."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from tools.vision.base import VisionError
+
+
+def load_image(source: str | Path | bytes) -> Image.Image:
+    """Open an image from a path or raw bytes as RGB, with a clear error when it can't be read."""
+    try:
+        if isinstance(source, bytes):
+            image = Image.open(io.BytesIO(source))
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise VisionError(f"image not found: {path}")
+            image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise VisionError(
+            f"cannot read image {source if not isinstance(source, bytes) else '<bytes>'}: {exc}"
+        ) from exc
+    return image.convert("RGB")
+
+
+def fit_within(image: Image.Image, max_side: int) -> Image.Image:
+    """Shrink an image so that its longest side is at most ``max_side`` (never enlarges)."""
+    width, height = image.size
+    scale = max_side / max(width, height)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def to_data_uri(image: Image.Image, quality: int = 90) -> str:
+    """JPEG-encode an image as a base64 data URI (for OpenAI-compatible servers)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
