@@ -1,0 +1,260 @@
+"""The observation log: SQLite in WAL mode, the source of truth for everything seen.
+
+Every observation is committed here before anything else happens to it (indexing,
+episodes, rules). Other modules keep their own tables in the same database through
+:meth:`Store.ensure_schema`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ScenewatchError
+
+OBSERVATIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS observations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    ts REAL NOT NULL,
+    video_t REAL,
+    summary TEXT NOT NULL DEFAULT '',
+    people INTEGER,
+    objects TEXT NOT NULL DEFAULT '[]',
+    actions TEXT NOT NULL DEFAULT '[]',
+    changes TEXT NOT NULL DEFAULT '',
+    answers TEXT NOT NULL DEFAULT '{}',
+    raw TEXT NOT NULL DEFAULT '',
+    parsed INTEGER NOT NULL DEFAULT 1,
+    gate_score REAL,
+    latency_ms REAL,
+    thumb_path TEXT,
+    model TEXT NOT NULL DEFAULT '',
+    episode_id INTEGER,
+    indexed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS observations_source_ts ON observations (source, ts);
+CREATE INDEX IF NOT EXISTS observations_ts ON observations (ts);
+CREATE INDEX IF NOT EXISTS observations_unindexed ON observations (indexed) WHERE indexed = 0;
+"""
+
+
+@dataclass
+class Observation:
+    """What the model said about one analysed frame of one source."""
+
+    source: str
+    ts: float
+    summary: str = ""
+    raw: str = ""
+    parsed: bool = True
+    video_t: float | None = None
+    people: int | None = None
+    objects: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    changes: str = ""
+    answers: dict[str, bool] = field(default_factory=dict)
+    gate_score: float | None = None
+    latency_ms: float | None = None
+    thumb_path: str | None = None
+    model: str = ""
+    episode_id: int | None = None
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+_COLUMNS = (
+    "source, ts, video_t, summary, people, objects, actions, changes, answers, raw, parsed, "
+    "gate_score, latency_ms, thumb_path, model, episode_id"
+)
+
+
+def _row_to_observation(row: sqlite3.Row) -> Observation:
+    return Observation(
+        id=row["id"],
+        source=row["source"],
+        ts=row["ts"],
+        video_t=row["video_t"],
+        summary=row["summary"],
+        people=row["people"],
+        objects=json.loads(row["objects"]),
+        actions=json.loads(row["actions"]),
+        changes=row["changes"],
+        answers=json.loads(row["answers"]),
+        raw=row["raw"],
+        parsed=bool(row["parsed"]),
+        gate_score=row["gate_score"],
+        latency_ms=row["latency_ms"],
+        thumb_path=row["thumb_path"],
+        model=row["model"],
+        episode_id=row["episode_id"],
+    )
+
+
+class Store:
+    """A thread-safe handle on the observation database (one connection, one lock)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ScenewatchError(f"cannot open database {self.path}: {exc}") from exc
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        try:
+            with self._lock:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute("PRAGMA busy_timeout=5000")
+                self._conn.executescript(OBSERVATIONS_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ScenewatchError(f"{self.path} is not a usable scenewatch database: {exc}") from exc
+
+    def ensure_schema(self, sql: str) -> None:
+        """Create another module's tables (``CREATE TABLE IF NOT EXISTS ...``)."""
+        with self._lock:
+            self._conn.executescript(sql)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run several statements atomically (BEGIN IMMEDIATE ... COMMIT)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run one statement (autocommitted) and return its rows."""
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def add(self, obs: Observation) -> int:
+        """Commit one observation and return its id (sets ``obs.id``)."""
+        values = (
+            obs.source,
+            obs.ts,
+            obs.video_t,
+            obs.summary,
+            obs.people,
+            json.dumps(obs.objects),
+            json.dumps(obs.actions),
+            obs.changes,
+            json.dumps(obs.answers),
+            obs.raw,
+            int(obs.parsed),
+            obs.gate_score,
+            obs.latency_ms,
+            obs.thumb_path,
+            obs.model,
+            obs.episode_id,
+        )
+        with self._lock:
+            cursor = self._conn.execute(
+                f"INSERT INTO observations ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", values
+            )
+        obs.id = int(cursor.lastrowid or 0)
+        return obs.id
+
+    def get(self, observation_id: int) -> Observation | None:
+        rows = self.execute("SELECT * FROM observations WHERE id = ?", (observation_id,))
+        return _row_to_observation(rows[0]) if rows else None
+
+    def get_many(self, ids: Sequence[int]) -> list[Observation]:
+        """Observations by id, in the order of ``ids`` (missing ones left out)."""
+        if not ids:
+            return []
+        rows = self.execute(
+            f"SELECT * FROM observations WHERE id IN ({', '.join('?' * len(ids))})", list(ids)
+        )
+        by_id = {row["id"]: _row_to_observation(row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def recent(self, source: str | None = None, n: int = 5) -> list[Observation]:
+        """The last ``n`` observations (of one source, or of all), oldest first."""
+        if n <= 0:
+            return []
+        if source is None:
+            rows = self.execute("SELECT * FROM observations ORDER BY ts DESC, id DESC LIMIT ?", (n,))
+        else:
+            rows = self.execute(
+                "SELECT * FROM observations WHERE source = ? ORDER BY ts DESC, id DESC LIMIT ?",
+                (source, n),
+            )
+        return [_row_to_observation(row) for row in reversed(rows)]
+
+    def between(
+        self,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[Observation]:
+        """Observations in a time range (epoch seconds, inclusive), oldest first."""
+        clauses, params = [], []
+        if source is not None:
+            clauses.append("source = ?")
+            params.append(source)
+        if since is not None:
+            clauses.append("ts >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("ts <= ?")
+            params.append(until)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        rows = self.execute(f"SELECT * FROM observations {where} ORDER BY ts, id{tail}", params)
+        return [_row_to_observation(row) for row in rows]
+
+    def iter_all(self, batch: int = 2000, after_id: int = 0) -> Iterator[list[Observation]]:
+        """Every observation in id order, ``batch`` at a time (bounded memory)."""
+        last = after_id
+        while True:
+            rows = self.execute("SELECT * FROM observations WHERE id > ? ORDER BY id LIMIT ?", (last, batch))
+            if not rows:
+                return
+            last = rows[-1]["id"]
+            yield [_row_to_observation(row) for row in rows]
+
+    def unindexed(self, limit: int = 1000) -> list[Observation]:
+        """Committed observations not yet in the vector index, oldest first."""
+        rows = self.execute("SELECT * FROM observations WHERE indexed = 0 ORDER BY id LIMIT ?", (limit,))
+        return [_row_to_observation(row) for row in rows]
+
+    def mark_indexed(self, ids: Sequence[int], indexed: bool = True) -> None:
+        if not ids:
+            return
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE observations SET indexed = ? WHERE id = ?", [(int(indexed), i) for i in ids]
+            )
+
+    def set_episode(self, observation_id: int, episode_id: int) -> None:
+        self.execute("UPDATE observations SET episode_id = ? WHERE id = ?", (episode_id, observation_id))
+
+    def count(self, source: str | None = None) -> int:
+        if source is None:
+            return int(self.execute("SELECT COUNT(*) FROM observations")[0][0])
+        return int(self.execute("SELECT COUNT(*) FROM observations WHERE source = ?", (source,))[0][0])
+
+    def sources(self) -> list[str]:
+        """Every source that has observations, by name."""
+        return [row[0] for row in self.execute("SELECT DISTINCT source FROM observations ORDER BY source")]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
