@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agent.commands import look, model
+from agent.commands import bench, look, model
 from agent.commands.common import configure_logging, err_console, set_global_overrides
 from agent.errors import ScenewatchError
 
@@ -35,6 +35,7 @@ def _global_options(
 # Each command group registers itself: agent/commands/<group>.py.
 look.register(app)
 model.register(app)
+bench.register(app)
 
 
 def main() -> None:
