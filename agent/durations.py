@@ -1,0 +1,57 @@
+"""Durations and points in time as people type them: ``1s``, ``500ms``, ``10m``, ``1h``, ``30d``."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+
+from agent.errors import ScenewatchError
+
+_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_PART = re.compile(rf"({_NUMBER})\s*([a-z]*)")
+_DURATION = re.compile(rf"(?:{_NUMBER}\s*[a-z]*\s*)+")
+_EPOCH_MIN = 1e8  # a bare number this large is a timestamp (1973 on), not a number of seconds
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds in ``text``: ``2`` (seconds), ``1.5s``, ``500ms``, ``10m``, ``1h30m``, ``30d``.
+
+    Raises ScenewatchError for anything else.
+    """
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ScenewatchError(f"a duration cannot be negative: {text}")
+        return float(text)
+    cleaned = text.strip().lower()
+    if not _DURATION.fullmatch(cleaned):
+        raise ScenewatchError(f"not a duration: {text!r} (examples: 2, 1s, 500ms, 10m, 1h, 30d)")
+    parts = _PART.findall(cleaned)
+    if len(parts) > 1 and not all(unit for _, unit in parts):
+        raise ScenewatchError(f"not a duration: {text!r} (give each number a unit: 1h30m)")
+    seconds = 0.0
+    for number, unit in parts:
+        if (unit or "s") not in _UNITS:
+            raise ScenewatchError(f"unknown unit {unit!r} in {text!r} (use ms, s, m, h, d or w)")
+        seconds += float(number) * _UNITS[unit or "s"]
+    return seconds
+
+
+def parse_since(text: str, *, now: float | None = None) -> float:
+    """Epoch seconds from ``text``: a duration ago (``10m``, ``2h ago``), an ISO date, or an epoch time."""
+    cleaned = text.strip().lower().removesuffix("ago").strip()
+    try:
+        number = float(cleaned)
+    except ValueError:
+        number = None
+    if number is not None and number >= _EPOCH_MIN:
+        return number
+    if _DURATION.fullmatch(cleaned):
+        return (time.time() if now is None else now) - parse_duration(cleaned)
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise ScenewatchError(
+            f"not a time: {text!r} (a duration ago such as 10m or 2h, or a date such as 2024-05-01T12:00)"
+        ) from None
