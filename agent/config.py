@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     recall_k: int = Field(default=5, ge=1)
     narrate_token_budget: int = Field(default=3000, ge=200)
 
+    # Knowledge base.
+    kb_chunk_size: int = Field(default=800, ge=100, description="most characters in a manual chunk")
+    kb_chunk_overlap: int = Field(default=120, ge=0, description="characters neighbouring chunks share")
+    kb_k: int = Field(default=5, ge=1, description="manual chunks retrieved for a troubleshooting question")
+    kb_min_score: float = Field(
+        default=0.35, ge=-1, le=1, description="cosine similarity below which the manuals do not cover a case"
+    )
+
     @property
     def db_path(self) -> Path:
         """The SQLite observation database."""
