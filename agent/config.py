@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     recall_k: int = Field(default=5, ge=1)
     narrate_token_budget: int = Field(default=3000, ge=200)
 
+    # Agent.
+    agent_max_calls: int = Field(default=8, ge=1, description="most model calls to answer one question")
+    agent_max_tool_calls: int = Field(default=12, ge=1, description="most tool calls to answer one question")
+    agent_token_budget: int = Field(default=6000, ge=500, description="conversation tokens the model sees")
+    agent_max_new_tokens: int = Field(default=512, ge=1, description="most tokens in one agent reply")
+    agent_thread: str | None = Field(default=None, description="conversation thread; a new one if unset")
+
     # Knowledge base.
     kb_chunk_size: int = Field(default=800, ge=100, description="most characters in a manual chunk")
     kb_chunk_overlap: int = Field(default=120, ge=0, description="characters neighbouring chunks share")
