@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         default=0.35, ge=-1, le=1, description="cosine similarity below which the manuals do not cover a case"
     )
 
+    # Events.
+    events_backoff_s: float = Field(default=2.0, gt=0, description="first retry delay of a failed delivery")
+    events_backoff_max_s: float = Field(default=300.0, gt=0, description="longest retry delay of a delivery")
+    events_close_s: float = Field(default=5.0, ge=0, description="time for a last delivery attempt at exit")
+
     @property
     def db_path(self) -> Path:
         """The SQLite observation database."""
