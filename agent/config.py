@@ -44,13 +44,18 @@ class Settings(BaseSettings):
     every_s: float = Field(default=1.0, gt=0, description="sampling interval in seconds")
     heartbeat_s: float = Field(default=10.0, gt=0, description="analyse at least this often")
     window: int = Field(default=5, ge=0, description="previous descriptions in each prompt")
-    gate_threshold: float = Field(default=0.02, ge=0, description="change score that wakes the model")
+    gate_threshold: float = Field(
+        default=0.01, ge=0, le=1, description="changed share of the gate thumbnail that wakes the model"
+    )
     gate_side: int = Field(default=64, ge=8, description="side of the grey thumbnail the gate compares")
     batch_size: int = Field(default=8, ge=1, description="most requests the engine batches")
     batch_wait_ms: float = Field(default=20.0, ge=0, description="longest wait to fill a batch")
     deadline_s: float = Field(default=30.0, gt=0, description="drop a frame not answered by then")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="cap on reconnect backoff")
     thumb_side: int = Field(default=320, ge=32, description="longest side of stored thumbnails")
+    pipeline_depth: int = Field(default=4, ge=1, description="requests in flight per file source")
+    frame_interval_s: float | None = Field(default=None, gt=0, description="image folder spacing (every_s)")
+    stream_timeout_s: float = Field(default=10.0, gt=0, description="open/read timeout for stream URLs")
 
     # Memory.
     chroma_url: str | None = Field(default=None, description="Chroma server URL; local if unset")
