@@ -1,0 +1,201 @@
+"""The agent with a scripted chat model over a memory of a synthetic clip (box from 5 s to 12 s)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field
+
+from agent.assistant import Assistant, open_assistant
+from agent.config import Settings, load_settings
+from agent.engine import Engine
+from memory.store import Observation, Store
+from tools.vision.base import VisionRequest
+from tools.vision.scripted import ScriptedBackend
+
+Script = Callable[[list[BaseMessage]], AIMessage]
+
+
+class ScriptedChat(GenericFakeChatModel):
+    """A chat model whose reply is ``script(messages)``; it records every prompt it saw."""
+
+    messages: Iterator[Any] = iter(())
+    script: Script
+    seen: list[list[BaseMessage]] = Field(default_factory=list)
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedChat:
+        return self
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+        self.seen.append(list(messages))
+        return ChatResult(generations=[ChatGeneration(message=self.script(messages))])
+
+
+def call(name: str, **args: Any) -> AIMessage:
+    return AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"call_{name}_{len(args)}"}])
+
+
+def after_tool(first: AIMessage, answer: Callable[[ToolMessage], str]) -> Script:
+    """Call a tool first; then answer from its result."""
+
+    def script(messages: list[BaseMessage]) -> AIMessage:
+        if isinstance(messages[-1], ToolMessage):
+            return AIMessage(answer(messages[-1]))
+        return first
+
+    return script
+
+
+@dataclass
+class KeywordRecaller:
+    """Recall by shared words (the agent's plumbing, without embeddings)."""
+
+    store: Store
+
+    def recall(self, query: str, source: str | None = None, since: float | None = None, **kw: Any) -> list:
+        words = set(re.findall(r"\w+", query.lower())) - {"the", "a", "did", "when", "what"}
+        found = [
+            type("Hit", (), {**obs.to_dict(), "score": 1.0})()
+            for obs in self.store.between(source, since=since)
+            if words & set(obs.summary.lower().split())
+        ]
+        return found[: kw.get("k", 5)]
+
+
+START = time.time() - 600
+
+
+@pytest.fixture(scope="module")
+def memory_db(tmp_path_factory: pytest.TempPathFactory, synthetic_clip: Path) -> Path:
+    """A database as a watch of the clip leaves it: one observation a second, with thumbnails."""
+    folder = tmp_path_factory.mktemp("watched")
+    store = Store(folder / "scenewatch.db")
+    capture = cv2.VideoCapture(str(synthetic_clip))
+    for second in range(20):
+        capture.set(cv2.CAP_PROP_POS_MSEC, second * 1000)
+        ok, frame = capture.read()
+        assert ok
+        thumb = folder / f"thumb_{second:02d}.jpg"
+        cv2.imwrite(str(thumb), frame)
+        box = 5 <= second < 12
+        store.add(
+            Observation(
+                source=str(synthetic_clip),
+                ts=START + second,
+                video_t=float(second),
+                summary="a red box in the middle of the scene" if box else "an empty textured scene",
+                thumb_path=str(thumb),
+            )
+        )
+    capture.release()
+    store.close()
+    return folder / "scenewatch.db"
+
+
+@contextmanager
+def assistant(
+    db: Path, script: Script, vision: ScriptedBackend | None = None, **overrides: Any
+) -> Iterator[tuple[Assistant, ScriptedChat]]:
+    settings = load_settings(db=db, **overrides)
+    chat = ScriptedChat(script=script)
+    store = Store(settings.db_path)
+    with (
+        Engine(vision or ScriptedBackend(default="nothing"), batch_wait_ms=0) as engine,
+        open_assistant(
+            settings, engine=engine, chat_model=chat, recaller=KeywordRecaller(store), thread="t1"
+        ) as agent,
+    ):
+        yield agent, chat
+    store.close()
+
+
+def test_when_did_the_object_appear_cites_its_time(memory_db: Path) -> None:
+    def answer(result: ToolMessage) -> str:
+        first = re.search(r"- (\S+ \(video [\d:.]+\))", result.text)
+        return f"The red box first appeared at {first.group(1)}." if first else "I could not tell."
+
+    with assistant(memory_db, after_tool(call("recall", query="red box"), answer)) as (agent, chat):
+        reply = agent.ask("When did the red box appear?")
+    assert reply.endswith("(video 0:05.0).")
+    system = chat.seen[0][0]
+    assert isinstance(system, SystemMessage)
+    assert (
+        "Latest observations of" in system.text and "(video 0:19.0): an empty textured scene" in system.text
+    )
+    assert "recalled for the question" in system.text and "(video 0:05.0) [" in system.text
+
+
+def test_what_changed_sends_two_images(memory_db: Path) -> None:
+    vision = ScriptedBackend(lambda request: f"{len(request.images)} pictures: the box is gone")
+    script = after_tool(call("compare"), lambda result: f"Since then: {result.text}")
+    with assistant(memory_db, script, vision) as (agent, _):
+        reply = agent.ask("What changed since the last frame?")
+    request: VisionRequest = vision.requests[-1]
+    assert len(request.images) == 2
+    text = " ".join(part["text"] for part in request.messages[0]["content"] if part["type"] == "text")
+    assert text.startswith("Picture 1: Picture 2:") and "(video 0:18.0)" in text
+    assert "2 pictures: the box is gone" in reply and "(video 0:19.0)" in reply
+
+
+def test_a_failing_tool_comes_back_as_an_error_message(memory_db: Path) -> None:
+    script = after_tool(call("look", source="missing.mp4"), lambda result: f"Sorry: {result.text}")
+    with assistant(memory_db, script) as (agent, chat):
+        reply = agent.ask("What does missing.mp4 show?")
+        error = next(m for m in agent.messages if isinstance(m, ToolMessage))
+    assert error.status == "error" and "source not found: missing.mp4" in error.text
+    assert len(chat.seen) == 2 and reply.startswith("Sorry: Error: look failed")
+
+
+def test_a_second_turn_sees_the_first(memory_db: Path) -> None:
+    def script(messages: list[BaseMessage]) -> AIMessage:
+        questions = [m.text for m in messages if isinstance(m, HumanMessage)]
+        return AIMessage(f"you asked: {' | '.join(questions)}")
+
+    with assistant(memory_db, script) as (agent, _):
+        agent.ask("Is the box there?")
+    with assistant(memory_db, script) as (agent, _):  # a new process would open the same thread
+        reply = "".join(agent.stream("And now?"))
+    assert reply == "you asked: Is the box there? | And now?"
+
+
+def test_the_conversation_is_trimmed_to_the_budget(memory_db: Path) -> None:
+    def script(messages: list[BaseMessage]) -> AIMessage:
+        return AIMessage(f"{len(messages)} messages")
+
+    with assistant(memory_db, script, agent_token_budget=500) as (agent, chat):
+        agent.ask("x " * 800)
+        agent.ask("short question")
+        assert len(agent.messages) == 4
+    assert [type(m) for m in chat.seen[-1]] == [SystemMessage, HumanMessage]
+
+
+def test_call_limit_ends_the_run(memory_db: Path) -> None:
+    def script(messages: list[BaseMessage]) -> AIMessage:
+        return call("recall", query="box")
+
+    with assistant(memory_db, script, agent_max_calls=2) as (agent, chat):
+        reply = agent.ask("loop forever")
+    assert len(chat.seen) == 2 and "limit" in reply
+
+
+def test_no_observations_is_a_clear_error(tmp_path: Path) -> None:
+    from agent.errors import ScenewatchError
+
+    Store(tmp_path / "empty.db").close()
+    settings = Settings(db=tmp_path / "empty.db")
+    with (
+        pytest.raises(ScenewatchError, match="no observations in"),
+        open_assistant(settings, engine=ScriptedBackend(), recaller=None),
+    ):
+        pass

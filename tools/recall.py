@@ -1,0 +1,67 @@
+"""The ``recall`` tool: search past observations by meaning, within a time range."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from langchain_core.tools import BaseTool, tool
+from pydantic import BaseModel, Field
+
+from tools.timeline import Timed, cite, parse_when
+
+
+class Recalled(Timed, Protocol):
+    """An observation found by meaning."""
+
+    source: str
+    summary: str
+    score: float
+
+
+class Recaller(Protocol):
+    """Vector search over observations (``memory.vectors``)."""
+
+    def recall(
+        self,
+        query: str,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        k: int = 5,
+    ) -> Sequence[Recalled]: ...
+
+
+def format_recalled(found: Sequence[Recalled]) -> list[str]:
+    """One line per recalled observation, oldest first, cited by time."""
+    ordered = sorted(found, key=lambda item: item.ts)
+    return [f"- {cite(item)} [{item.source}] (match {item.score:.2f}): {item.summary}" for item in ordered]
+
+
+class RecallArgs(BaseModel):
+    query: str = Field(description="what to look for, in words (for example: a person at the door)")
+    since: str | None = Field(
+        default=None, description="only observations from this time on (10m, 2h, 14:05)"
+    )
+    until: str | None = Field(default=None, description="only observations up to this time (10m, 14:30)")
+
+
+def make_recall_tool(recaller: Recaller, k: int = 5) -> BaseTool:
+    """``recall``: the ``k`` observations closest in meaning to a query."""
+
+    @tool("recall", args_schema=RecallArgs)
+    def recall(query: str, since: str | None = None, until: str | None = None) -> str:
+        """Search everything the camera has seen for observations matching a description,
+        optionally within a time range. Returns the best matches, oldest first, with their
+        times: use it for "when did ...", "did anyone ...", "was there ever ..." questions."""
+        found = recaller.recall(
+            query,
+            since=parse_when(since) if since else None,
+            until=parse_when(until) if until else None,
+            k=k,
+        )
+        if not found:
+            return f"No observations match {query!r} in that time range."
+        return "\n".join([f"Observations matching {query!r}, oldest first:", *format_recalled(found)])
+
+    return recall

@@ -1,0 +1,33 @@
+"""The agent's tools, built over the process's shared engine, store and settings."""
+
+from __future__ import annotations
+
+from langchain_core.tools import BaseTool
+
+from agent.config import Settings
+from memory.store import Store
+from tools.compare import make_compare_tool
+from tools.look import make_look_tool
+from tools.recall import Recaller, make_recall_tool
+from tools.vision.base import VisionBackend
+
+
+def build_tools(
+    engine: VisionBackend,
+    store: Store,
+    settings: Settings,
+    *,
+    recaller: Recaller,
+    source: str | None = None,
+) -> list[BaseTool]:
+    """look, compare, recall, timeline, narrate and troubleshoot.
+
+    ``engine`` answers every vision request (pass the :class:`~agent.engine.Engine` so the
+    watch loop and the agent share one model); ``source`` is the default for tools that
+    take one (the source the conversation is about).
+    """
+    return [
+        make_look_tool(engine, store, source),
+        make_compare_tool(engine, store, source),
+        make_recall_tool(recaller, k=settings.recall_k),
+    ]
