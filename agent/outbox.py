@@ -1,0 +1,322 @@
+"""Events and their deliveries, kept in SQLite so that none is lost: the outbox and its relay.
+
+An event and one outbox row per sink are committed together, before anything is sent. The
+:class:`DeliveryWorker` relays due rows to their sinks on a thread of its own, retries failures
+with exponential backoff, and marks a row delivered only when the sink accepted it. A row is
+leased while it is being sent, so two relays (a watch and ``scenewatch events deliver``) never
+send it at the same time; undelivered rows are picked up again by the next relay that starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from memory.store import Store
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    source TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    payload TEXT NOT NULL DEFAULT '{}',
+    observation_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id INTEGER NOT NULL REFERENCES events (id),
+    sink TEXT NOT NULL,
+    target TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    lease_until REAL,
+    delivered_at REAL,
+    last_error TEXT,
+    UNIQUE (event_id, sink)
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_at) WHERE delivered_at IS NULL;
+"""
+
+LEASE_MARGIN_S = 10.0  # a lease outlives the sink's timeout by this much
+_IDLE_WAIT_S = 60.0
+
+
+@dataclass
+class NewEvent:
+    """An event to commit, with the sinks (name -> target) it goes to."""
+
+    ts: float
+    source: str
+    rule: str
+    kind: str
+    severity: str
+    message: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    observation_id: int | None = None
+    sinks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Delivery:
+    """One claimed outbox row: the event as sent (``document``) and where to send it."""
+
+    id: int
+    sink: str
+    target: dict[str, Any]
+    attempts: int
+    document: dict[str, Any]
+
+
+@dataclass
+class DeliveryReport:
+    """What one pass over the outbox did."""
+
+    delivered: int = 0
+    failed: int = 0
+
+
+class Sender(Protocol):
+    """Sends one event document to one sink target; raises on failure."""
+
+    def send(
+        self, target: dict[str, Any], document: dict[str, Any], *, delivery_id: int, timeout: float | None
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def event_document(row: Any) -> dict[str, Any]:
+    """An ``events`` row as the JSON object sinks receive."""
+    return {
+        "id": row["id"],
+        "ts": row["ts"],
+        "time": datetime.fromtimestamp(row["ts"], UTC).isoformat(),
+        "source": row["source"],
+        "rule": row["rule"],
+        "kind": row["kind"],
+        "severity": row["severity"],
+        "message": row["message"],
+        "observation_id": row["observation_id"],
+        "payload": json.loads(row["payload"]),
+    }
+
+
+class Outbox:
+    """The ``events`` and ``outbox`` tables of the observation database."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.ensure_schema(SCHEMA)
+
+    def record(self, events: Sequence[NewEvent], now: float | None = None) -> list[int]:
+        """Commit events and their deliveries in one transaction; returns the event ids."""
+        now = time.time() if now is None else now
+        ids = []
+        with self.store.transaction() as conn:
+            for event in events:
+                cursor = conn.execute(
+                    "INSERT INTO events (ts, source, rule, kind, severity, message, payload, observation_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event.ts,
+                        event.source,
+                        event.rule,
+                        event.kind,
+                        event.severity,
+                        event.message,
+                        json.dumps(event.payload, ensure_ascii=False, default=str),
+                        event.observation_id,
+                    ),
+                )
+                event_id = int(cursor.lastrowid or 0)
+                conn.executemany(
+                    "INSERT INTO outbox (event_id, sink, target, next_at) VALUES (?, ?, ?, ?)",
+                    [(event_id, name, json.dumps(target), now) for name, target in event.sinks.items()],
+                )
+                ids.append(event_id)
+        return ids
+
+    def claim(self, now: float, *, after_id: int = 0, due_only: bool = True) -> Delivery | None:
+        """Lease the next undelivered row after ``after_id`` (due now, unless ``due_only`` is off)."""
+        due = " AND o.next_at <= :now" if due_only else ""
+        with self.store.transaction() as conn:
+            row = conn.execute(
+                "SELECT o.id AS delivery_id, o.sink, o.target, o.attempts, e.* FROM outbox o"
+                " JOIN events e ON e.id = o.event_id"
+                " WHERE o.delivered_at IS NULL AND (o.lease_until IS NULL OR o.lease_until <= :now)"
+                f" AND o.id > :after{due} ORDER BY o.id LIMIT 1",
+                {"now": now, "after": after_id},
+            ).fetchone()
+            if row is None:
+                return None
+            target = json.loads(row["target"])
+            lease = now + float(target.get("timeout_s", 0.0)) + LEASE_MARGIN_S
+            conn.execute("UPDATE outbox SET lease_until = ? WHERE id = ?", (lease, row["delivery_id"]))
+        return Delivery(row["delivery_id"], row["sink"], target, row["attempts"], event_document(row))
+
+    def succeeded(self, delivery_id: int, now: float) -> None:
+        self.store.execute(
+            "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, lease_until = NULL,"
+            " last_error = NULL WHERE id = ?",
+            (now, delivery_id),
+        )
+
+    def failed(self, delivery_id: int, error: str, retry_at: float) -> None:
+        self.store.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_at = ?, lease_until = NULL, last_error = ?"
+            " WHERE id = ?",
+            (retry_at, error[:500], delivery_id),
+        )
+
+    def next_due(self) -> float | None:
+        """When the earliest undelivered row can be tried (None when all are delivered)."""
+        return self.store.execute(
+            "SELECT MIN(MAX(next_at, COALESCE(lease_until, 0))) FROM outbox WHERE delivered_at IS NULL"
+        )[0][0]
+
+    def pending(self) -> int:
+        return int(self.store.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")[0][0])
+
+    def events(
+        self,
+        *,
+        since: float | None = None,
+        rule: str | None = None,
+        source: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The latest events (newest last), each with ``deliveries``: sink, delivered, attempts, error."""
+        clauses, params = [], []
+        for clause, value in (("ts >= ?", since), ("rule = ?", rule), ("source = ?", source)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.store.execute(
+            f"SELECT * FROM events {where} ORDER BY ts DESC, id DESC LIMIT ?", [*params, limit]
+        )
+        documents = {row["id"]: {**event_document(row), "deliveries": []} for row in reversed(rows)}
+        if documents:
+            marks = ", ".join("?" * len(documents))
+            for row in self.store.execute(
+                f"SELECT * FROM outbox WHERE event_id IN ({marks}) ORDER BY id", list(documents)
+            ):
+                documents[row["event_id"]]["deliveries"].append(
+                    {
+                        "sink": row["sink"],
+                        "delivered": row["delivered_at"] is not None,
+                        "attempts": row["attempts"],
+                        "error": row["last_error"],
+                    }
+                )
+        return list(documents.values())
+
+
+class DeliveryWorker:
+    """Relays the outbox to the sinks on a background thread, with retries and backoff."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        sender: Sender,
+        *,
+        backoff_s: float = 2.0,
+        backoff_max_s: float = 300.0,
+        close_s: float = 5.0,
+    ) -> None:
+        self.outbox, self.sender = outbox, sender
+        self.backoff_s, self.backoff_max_s, self.close_s = backoff_s, backoff_max_s, close_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start relaying (this resumes rows left undelivered by earlier runs too)."""
+        self._thread = threading.Thread(target=self._run, name="scenewatch-delivery", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New rows were committed: look at the outbox now."""
+        self._wake.set()
+
+    def deliver_pending(
+        self, *, due_only: bool = True, deadline: float | None = None, stop: threading.Event | None = None
+    ) -> DeliveryReport:
+        """Try each undelivered row once (only those due, unless ``due_only`` is off)."""
+        report, after = DeliveryReport(), 0
+        while not (stop is not None and stop.is_set()):
+            now = time.time()
+            if deadline is not None and now >= deadline:
+                break
+            delivery = self.outbox.claim(now, after_id=after, due_only=due_only)
+            if delivery is None:
+                break
+            after = delivery.id
+            if self._attempt(delivery, None if deadline is None else deadline - now):
+                report.delivered += 1
+            else:
+                report.failed += 1
+        return report
+
+    def _attempt(self, delivery: Delivery, time_left: float | None) -> bool:
+        timeout = float(delivery.target.get("timeout_s", 5.0))
+        if time_left is not None:
+            timeout = max(0.1, min(timeout, time_left))
+        try:
+            self.sender.send(delivery.target, delivery.document, delivery_id=delivery.id, timeout=timeout)
+        except Exception as exc:
+            delay = min(self.backoff_max_s, self.backoff_s * 2**delivery.attempts)
+            self.outbox.failed(delivery.id, str(exc) or type(exc).__name__, time.time() + delay)
+            log.warning(
+                "event %s to sink %s failed (attempt %d, retry in %.1fs): %s",
+                delivery.document["id"],
+                delivery.sink,
+                delivery.attempts + 1,
+                delay,
+                exc,
+            )
+            return False
+        self.outbox.succeeded(delivery.id, time.time())
+        log.debug("event %s delivered to sink %s", delivery.document["id"], delivery.sink)
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.deliver_pending(stop=self._stop)
+                due = self.outbox.next_due()
+            except Exception:
+                log.exception("event delivery pass failed")
+                due = None
+            wait = _IDLE_WAIT_S if due is None else min(_IDLE_WAIT_S, max(0.0, due - time.time()))
+            self._wake.wait(wait)
+
+    def close(self) -> None:
+        """Stop the thread, make one bounded last attempt, leave the rest for the next start."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            report = self.deliver_pending(due_only=False, deadline=time.time() + self.close_s)
+            left = self.outbox.pending()
+        finally:
+            self.sender.close()
+        if report.delivered or report.failed:
+            log.info("last delivery attempt: %d delivered, %d failed", report.delivered, report.failed)
+        if left:
+            log.warning("%d event deliveries left in the outbox for the next start", left)
