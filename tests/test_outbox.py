@@ -1,0 +1,207 @@
+"""Deliveries through the outbox: retries, a receiver that is down, restarts, ``events deliver``."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from agent.config import Settings, load_settings
+from agent.events import RuleEngine
+from agent.outbox import Outbox
+from agent.rules import RuleSet, parse_rules
+from memory.store import Observation, Store
+
+T0 = 1_700_000_000.0
+SECRET = "s3cret"
+
+
+class Receiver(ThreadingHTTPServer):
+    """A webhook receiver on 127.0.0.1 that answers 500 to its first ``fail`` requests."""
+
+    def __init__(self, port: int = 0, fail: int = 0) -> None:
+        self.fail = fail
+        self.requests: list[tuple[dict[str, str], bytes, int]] = []
+        super().__init__(("127.0.0.1", port), _Handler)
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+    def accepted(self) -> list[dict]:
+        return [json.loads(body) for _, body, status in self.requests if status == 200]
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        status = 500 if len(self.server.requests) < self.server.fail else 200
+        self.server.requests.append((dict(self.headers), body, status))
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+def ruleset(url: str) -> RuleSet:
+    return parse_rules(
+        f"""
+questions: {{door_open: "Is the door open?"}}
+sinks: {{hook: {{type: webhook, url: "{url}", secret_env: HOOK_SECRET, timeout_s: 2}}}}
+rules:
+  door_open: {{when: "door_open", severity: critical, message: "door open at $source"}}
+"""
+    )
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    return load_settings(events_backoff_s=0.05, events_backoff_max_s=0.2, events_close_s=1.0)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "scenewatch.db"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(fail=2)
+    yield server
+    server.stop()
+
+
+def watch(engine: RuleEngine, store: Store, opens: int) -> None:
+    """Observations where the door opens ``opens`` times (one event each)."""
+    for index in range(opens * 2):
+        obs = Observation(source="door", ts=T0 + index, answers={"door_open": index % 2 == 0})
+        store.add(obs)
+        engine.on_observation(obs)
+
+
+def test_event_arrives_once_after_retries(receiver: Receiver, settings: Settings, db: Path) -> None:
+    store = Store(db)
+    engine = RuleEngine(ruleset(receiver.url), store, settings)
+    watch(engine, store, opens=1)
+    wait_for(lambda: len(receiver.accepted()) == 1)
+    engine.close()
+    assert [status for _, _, status in receiver.requests] == [500, 500, 200]
+    headers, body, _ = receiver.requests[-1]
+    assert {h["X-Scenewatch-Delivery"] for h, _, _ in receiver.requests} == {headers["X-Scenewatch-Delivery"]}
+    assert len({b for _, b, _ in receiver.requests}) == 1  # the same bytes on every retry
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["X-Scenewatch-Signature"] == expected
+    event = json.loads(body)
+    assert (event["rule"], event["severity"], event["message"], event["source"]) == (
+        "door_open",
+        "critical",
+        "door open at door",
+        "door",
+    )
+    [listed] = Outbox(store).events()
+    assert listed["deliveries"] == [{"sink": "hook", "delivered": True, "attempts": 3, "error": None}]
+
+
+def test_receiver_down_for_the_whole_watch_then_restart(settings: Settings, db: Path) -> None:
+    port = free_port()
+    rules = ruleset(f"http://127.0.0.1:{port}/hook")
+    store = Store(db)
+    engine = RuleEngine(rules, store, settings)
+    watch(engine, store, opens=3)
+    engine.close()  # a bounded last attempt; the receiver is still down
+    assert Outbox(store).pending() == 3
+    store.close()
+
+    receiver = Receiver(port=port)
+    try:
+        store = Store(db)
+        restarted = RuleEngine(rules, store, settings)  # resumes the outbox at start
+        wait_for(lambda: len(receiver.accepted()) == 3)
+        restarted.close()
+        time.sleep(0.2)
+        assert sorted(event["id"] for event in receiver.accepted()) == [1, 2, 3]
+        assert len(receiver.requests) == 3  # none twice
+        assert Outbox(store).pending() == 0
+    finally:
+        receiver.stop()
+
+
+def _cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    from agent.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["scenewatch", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as caught:
+        main()
+    out, err = capsys.readouterr()
+    return int(caught.value.code or 0), out, err
+
+
+def test_events_deliver_after_an_outage(
+    settings: Settings,
+    scratch_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port()
+    store = Store(settings.db_path)
+    engine = RuleEngine(ruleset(f"http://127.0.0.1:{port}/hook"), store, settings)
+    watch(engine, store, opens=2)
+    engine.close()
+
+    code, out, err = _cli(monkeypatch, capsys, "events", "deliver")
+    assert code == 1 and "2 deliveries are still in the outbox" in err
+
+    receiver = Receiver(port=port)
+    try:
+        code, out, err = _cli(monkeypatch, capsys, "events", "deliver")
+        assert code == 0, err
+        assert "delivered 2, failed 0" in out
+        code, out, err = _cli(monkeypatch, capsys, "events", "deliver")
+        assert "delivered 0, failed 0" in out
+        assert len(receiver.requests) == 2
+    finally:
+        receiver.stop()
+
+    code, out, _ = _cli(monkeypatch, capsys, "events", "--json", "--rule", "door_open")
+    listed = json.loads(out)
+    assert [event["message"] for event in listed] == ["door open at door"] * 2
+    assert all(event["deliveries"][0]["delivered"] for event in listed)
+    code, out, _ = _cli(monkeypatch, capsys, "events", "--since", "1h")
+    assert code == 0 and "no events" in out  # observation time is 2023, not the last hour
+    code, out, _ = _cli(monkeypatch, capsys, "events")
+    assert "door_open" in out and "1/1" in out
