@@ -19,7 +19,7 @@ from typing import Any
 from agent.config import Settings
 from agent.errors import ScenewatchError
 from agent.outbox import DeliveryWorker, NewEvent, Outbox
-from agent.rules import Rule, RuleSet, load_rules
+from agent.rules import CHANGES_RULE, EPISODE_RULE, Rule, RuleSet, load_rules
 from agent.sinks import Sender, missing_secrets
 from memory.store import Observation, Store
 
@@ -180,11 +180,13 @@ class RuleEngine:
                     "observation": _observation_payload(obs),
                 }
                 message = f"new state: {obs.summary}"
-                events.append(self._event(obs, "episode", "state_change", wanted.severity, message, payload))
+                events.append(
+                    self._event(obs, EPISODE_RULE, "state_change", wanted.severity, message, payload)
+                )
         changes = obs.changes.strip()
         if wanted.changes and changes and not _NO_CHANGE.fullmatch(changes.lower().rstrip(".!")):
             payload = {"observation": _observation_payload(obs)}
-            events.append(self._event(obs, "changes", "state_change", wanted.severity, changes, payload))
+            events.append(self._event(obs, CHANGES_RULE, "state_change", wanted.severity, changes, payload))
         return events
 
     def _previous_episode(self, obs: Observation) -> int | None:

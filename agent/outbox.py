@@ -307,6 +307,8 @@ class DeliveryWorker:
 
     def close(self) -> None:
         """Stop the thread, make one bounded last attempt, leave the rest for the next start."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._wake.set()
         if self._thread is not None:

@@ -39,8 +39,8 @@ from agent.errors import ScenewatchError
 from agent.predicates import BASE_VOCABULARY, BOOL, Predicate, PredicateError, compile_predicate
 
 Severity = Literal["info", "warning", "critical"]
-STATE_CHANGE_RULES = ("episode", "changes")  # the rule names of automatic events
-_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+EPISODE_RULE, CHANGES_RULE = "episode", "changes"  # the rule names of automatic state-change events
+_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # questions, sinks and rules are named like variables
 _OBSERVATIONS = re.compile(r"(\d+)\s*(?:obs|observations?)", re.IGNORECASE)
 
 
@@ -61,7 +61,7 @@ class WebhookSinkSpec(_Spec):
     type: Literal["webhook"]
     url: str = Field(pattern=r"^https?://\S+$")
     secret: str | None = None
-    secret_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    secret_env: str | None = Field(default=None, pattern=_NAME)
     timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     @model_validator(mode="after")
@@ -104,10 +104,10 @@ class StateChangesSpec(_Spec):
 
 
 class RulesFileSpec(_Spec):
-    questions: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
-    sinks: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], SinkSpec] = {}
+    questions: dict[Annotated[str, Field(pattern=_NAME)], str] = {}
+    sinks: dict[Annotated[str, Field(pattern=_NAME)], SinkSpec] = {}
     state_changes: StateChangesSpec = StateChangesSpec()
-    rules: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], RuleSpec] = {}
+    rules: dict[Annotated[str, Field(pattern=_NAME)], RuleSpec] = {}
 
 
 _FIELDS = {
@@ -122,7 +122,7 @@ _FIELDS = {
 
 @dataclass(frozen=True)
 class Hold:
-    """How long a rule's condition must hold before it fires: observations, seconds, or both."""
+    """How long a rule's condition must hold before it fires: a count of observations, or seconds."""
 
     observations: int = 1
     seconds: float = 0.0
@@ -253,7 +253,7 @@ def _build(spec: RulesFileSpec, lines: _LineMap, base: Path) -> RuleSet:
     rules = []
     for rule_name, rule in spec.rules.items():
         where = ("rules", rule_name)
-        if rule_name in STATE_CHANGE_RULES:
+        if rule_name in (EPISODE_RULE, CHANGES_RULE):
             raise lines.error(
                 where, f"'{rule_name}' is the name of automatic state-change events; rename the rule"
             )
