@@ -11,14 +11,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from agent.config import Settings, load_settings
 from agent.events import RuleEngine
 from agent.outbox import Outbox
 from agent.rules import RuleSet, parse_rules
+from agent.sinks import DeliveryError, Sender
 from memory.store import Observation, Store
 
 T0 = 1_700_000_000.0
@@ -205,3 +208,23 @@ def test_events_deliver_after_an_outage(
     assert code == 0 and "no events" in out  # observation time is 2023, not the last hour
     code, out, _ = _cli(monkeypatch, capsys, "events")
     assert "door_open" in out and "1/1" in out
+
+
+def test_stdout_and_jsonl_sinks(tmp_path: Path) -> None:
+    document = {
+        "id": 1,
+        "ts": T0,
+        "source": "door",
+        "rule": "door_open",
+        "severity": "critical",
+        "message": "[b]x",
+    }
+    printed = StringIO()
+    sender = Sender(console=Console(file=printed, width=200))
+    sender.send({"type": "stdout"}, document, delivery_id=1)
+    assert "CRITICAL door door_open: [b]x" in printed.getvalue()  # user text is not markup
+    sender.send({"type": "jsonl", "path": str(tmp_path / "a" / "events.jsonl")}, document, delivery_id=2)
+    assert json.loads((tmp_path / "a" / "events.jsonl").read_text()) == document
+    with pytest.raises(DeliveryError, match="cannot append"):
+        sender.send({"type": "jsonl", "path": str(tmp_path)}, document, delivery_id=3)
+    sender.close()
