@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _NOT_IN_PAYLOAD = ("source", "ts", "raw", "model", "latency_ms")  # on the event, or noise
-_NO_CHANGE = re.compile(r"(none|n/?a|nothing( changed)?|unchanged|no( visible| notable)? changes?\b.*)")
+_NO_CHANGE = re.compile(
+    r"none|n/?a|nothing( changed)?|unchanged"
+    r"|no( visible| notable| significant)? changes?( since the (previous|last) (observation|frame))?"
+)
 
 
 @dataclass
