@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(default=None, description="Chroma server URL; local if unset")
     recall_k: int = Field(default=5, ge=1)
     narrate_token_budget: int = Field(default=3000, ge=200)
+    index_batch: int = Field(default=256, ge=1, le=5000, description="observations embedded per index write")
+    episode_similarity: float = Field(
+        default=0.8, ge=0, le=1, description="summary cosine similarity that keeps an episode going"
+    )
+    episode_gap_s: float = Field(default=120.0, gt=0, description="a longer silence starts a new episode")
 
     # Agent.
     agent_max_calls: int = Field(default=8, ge=1, description="most model calls to answer one question")
