@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
+import numpy as np
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -20,7 +20,8 @@ from pydantic import Field
 from agent.assistant import Assistant, open_assistant
 from agent.config import Settings, load_settings
 from agent.engine import Engine
-from memory.store import Observation, Store
+from agent.watch import run_watch
+from memory.store import Store
 from tools.vision.base import VisionRequest
 from tools.vision.scripted import ScriptedBackend
 
@@ -73,34 +74,24 @@ class KeywordRecaller:
         return found[: kw.get("k", 5)]
 
 
-START = time.time() - 600
+def describe(request: VisionRequest) -> str:
+    """The scripted vision model: sees the red box when a tenth of the frame is red."""
+    pixels = np.asarray(request.images[-1].convert("RGB")).astype(int)
+    red = ((pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).mean() > 0.05
+    summary = "a red box in the middle of the scene" if red else "an empty textured scene"
+    return json.dumps({"summary": summary, "people": 0, "objects": ["red box"] if red else []})
 
 
 @pytest.fixture(scope="module")
 def memory_db(tmp_path_factory: pytest.TempPathFactory, synthetic_clip: Path) -> Path:
-    """A database as a watch of the clip leaves it: one observation a second, with thumbnails."""
-    folder = tmp_path_factory.mktemp("watched")
-    store = Store(folder / "scenewatch.db")
-    capture = cv2.VideoCapture(str(synthetic_clip))
-    for second in range(20):
-        capture.set(cv2.CAP_PROP_POS_MSEC, second * 1000)
-        ok, frame = capture.read()
-        assert ok
-        thumb = folder / f"thumb_{second:02d}.jpg"
-        cv2.imwrite(str(thumb), frame)
-        box = 5 <= second < 12
-        store.add(
-            Observation(
-                source=str(synthetic_clip),
-                ts=START + second,
-                video_t=float(second),
-                summary="a red box in the middle of the scene" if box else "an empty textured scene",
-                thumb_path=str(thumb),
-            )
-        )
-    capture.release()
+    """The database a scripted watch of the clip leaves: observations at 0 s, 5 s and 12 s."""
+    settings = load_settings(db=tmp_path_factory.mktemp("watched") / "scenewatch.db")
+    store = Store(settings.db_path)
+    with Engine(ScriptedBackend(describe), batch_wait_ms=0) as engine:
+        run_watch([str(synthetic_clip)], settings, engine=engine, store=store)
+    assert [obs.video_t for obs in store.between()] == [0.0, 5.0, 12.0]
     store.close()
-    return folder / "scenewatch.db"
+    return settings.db_path
 
 
 @contextmanager
@@ -131,7 +122,7 @@ def test_when_did_the_object_appear_cites_its_time(memory_db: Path) -> None:
     system = chat.seen[0][0]
     assert isinstance(system, SystemMessage)
     assert (
-        "Latest observations of" in system.text and "(video 0:19.0): an empty textured scene" in system.text
+        "Latest observations of" in system.text and "(video 0:12.0): an empty textured scene" in system.text
     )
     assert "recalled for the question" in system.text and "(video 0:05.0) [" in system.text
 
@@ -144,8 +135,8 @@ def test_what_changed_sends_two_images(memory_db: Path) -> None:
     request: VisionRequest = vision.requests[-1]
     assert len(request.images) == 2
     text = " ".join(part["text"] for part in request.messages[0]["content"] if part["type"] == "text")
-    assert text.startswith("Picture 1: Picture 2:") and "(video 0:18.0)" in text
-    assert "2 pictures: the box is gone" in reply and "(video 0:19.0)" in reply
+    assert text.startswith("Picture 1: Picture 2:") and "(video 0:05.0)" in text
+    assert "2 pictures: the box is gone" in reply and "(video 0:12.0)" in reply
 
 
 def test_a_failing_tool_comes_back_as_an_error_message(memory_db: Path) -> None:

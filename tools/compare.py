@@ -13,6 +13,7 @@ from langchain_core.tools import BaseTool, tool
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from agent.config import Settings
 from agent.errors import ScenewatchError
 from memory.store import Observation, Store
 from prompts import render_prompt
@@ -31,12 +32,12 @@ def thumbnail(obs: Observation) -> Image.Image:
     return load_image(obs.thumb_path)
 
 
-def current_frame(store: Store, source: str) -> tuple[Image.Image, str, Observation | None]:
+def current_frame(store: Store, source: str, max_side: int) -> tuple[Image.Image, str, Observation | None]:
     """Picture 2: the live frame now, or the latest analysed frame (files, unreachable sources)."""
     latest = next(iter(store.recent(source, 1)), None)
     if not is_file_source(source):
         try:
-            image, when = grab(store, source)
+            image, when = grab(store, source, max_side)
             return image, when, None
         except ScenewatchError as exc:
             if latest is None:
@@ -45,7 +46,7 @@ def current_frame(store: Store, source: str) -> tuple[Image.Image, str, Observat
     if latest is None:
         raise ScenewatchError(f"no analysed frame of {source} yet")
     if is_file_source(source):
-        image, _ = grab(store, source, latest.video_t or 0.0)
+        image, _ = grab(store, source, max_side, latest.video_t or 0.0)
         return image, cite(latest), latest
     return thumbnail(latest), cite(latest), latest
 
@@ -89,7 +90,9 @@ class CompareArgs(BaseModel):
     )
 
 
-def make_compare_tool(engine: VisionBackend, store: Store, default_source: str | None = None) -> BaseTool:
+def make_compare_tool(
+    engine: VisionBackend, store: Store, settings: Settings, default_source: str | None = None
+) -> BaseTool:
     """``compare``: two frames in one vision request, "what changed?"."""
 
     @tool("compare", args_schema=CompareArgs)
@@ -97,7 +100,7 @@ def make_compare_tool(engine: VisionBackend, store: Store, default_source: str |
         """Say what changed: compare the current frame of a source with the last analysed
         frame (or the one analysed at a given time) and describe what appeared, left or moved."""
         name = resolve_source(store, source, default_source)
-        image, when, current = current_frame(store, name)
+        image, when, current = current_frame(store, name, settings.max_side)
         previous = previous_observation(store, name, since, current)
         prompt = render_prompt(
             "compare",

@@ -6,12 +6,12 @@ import logging
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 from langchain_core.tools import BaseTool, tool
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from agent.config import Settings
+from agent.describe import frame_to_image
 from agent.errors import ScenewatchError
 from agent.sources import grab_frame
 from memory.store import Store
@@ -39,23 +39,18 @@ def is_file_source(source: str) -> bool:
     return Path(source).expanduser().is_file()
 
 
-def frame_to_image(frame: np.ndarray) -> Image.Image:
-    """An OpenCV BGR frame as an RGB PIL image."""
-    return Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-
-
 def file_position(store: Store, source: str) -> float:
     """Where "now" is in a video file: the position of its latest observation (else the start)."""
     latest = store.recent(source, 1)
     return (latest[0].video_t or 0.0) if latest else 0.0
 
 
-def grab(store: Store, source: str, at_s: float | None = None) -> tuple[Image.Image, str]:
+def grab(store: Store, source: str, max_side: int, at_s: float | None = None) -> tuple[Image.Image, str]:
     """The frame of ``source`` now (a file: at ``at_s`` or where watching got to) and its label."""
     if is_file_source(source):
         position = file_position(store, source) if at_s is None else at_s
-        return frame_to_image(grab_frame(source, position)), f"video {video_position(position)}"
-    return frame_to_image(grab_frame(source)), f"now, {clock(time.time())}"
+        return frame_to_image(grab_frame(source, position), max_side), f"video {video_position(position)}"
+    return frame_to_image(grab_frame(source), max_side), f"now, {clock(time.time())}"
 
 
 class LookArgs(BaseModel):
@@ -70,7 +65,9 @@ class LookArgs(BaseModel):
     )
 
 
-def make_look_tool(engine: VisionBackend, store: Store, default_source: str | None = None) -> BaseTool:
+def make_look_tool(
+    engine: VisionBackend, store: Store, settings: Settings, default_source: str | None = None
+) -> BaseTool:
     """``look``: the current frame of a source, answered by the vision model through ``engine``."""
 
     @tool("look", args_schema=LookArgs)
@@ -79,7 +76,7 @@ def make_look_tool(engine: VisionBackend, store: Store, default_source: str | No
         time in a video file) and ask the vision model a question about it. Use it for
         anything about the present moment."""
         name = resolve_source(store, source, default_source)
-        image, when = grab(store, name, at_s)
+        image, when = grab(store, name, settings.max_side, at_s)
         result = engine.generate([VisionRequest.ask(question or load_prompt("look"), [image])])[0]
         log.debug("look at %s (%s): %s", name, when, result.text)
         return f"{name} ({when}): {result.text}"

@@ -27,7 +27,7 @@ def build_tools(
     take one (the source the conversation is about).
     """
     return [
-        make_look_tool(engine, store, source),
-        make_compare_tool(engine, store, source),
+        make_look_tool(engine, store, settings, source),
+        make_compare_tool(engine, store, settings, source),
         make_recall_tool(recaller, k=settings.recall_k),
     ]
