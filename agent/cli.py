@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agent.commands import bench, events, look, model
+from agent.commands import bench, events, kb, look, model
 from agent.commands.common import configure_logging, err_console, set_global_overrides
 from agent.errors import ScenewatchError
 
@@ -37,6 +37,7 @@ look.register(app)
 model.register(app)
 bench.register(app)
 events.register(app)
+kb.register(app)
 
 
 def main() -> None:

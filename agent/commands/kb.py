@@ -1,0 +1,122 @@
+"""``scenewatch kb`` (knowledge bases of device manuals) and ``scenewatch troubleshoot``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from agent.commands.common import console, settings
+from agent.errors import ScenewatchError
+from memory.knowledge import DEFAULT_KB, KnowledgeBase
+from tools.troubleshoot import troubleshoot
+from tools.vision.factory import make_backend
+from tools.vision.images import load_image
+
+kb_app = typer.Typer(help="Knowledge bases of device manuals (Markdown, text, PDF).", no_args_is_help=True)
+
+KbOption = Annotated[str, typer.Option("--kb", help="Knowledge base name.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@kb_app.command("add")
+def add(
+    paths: Annotated[list[Path], typer.Argument(help="Manuals (.md, .txt, .pdf) or folders of them.")],
+    kb: KbOption = DEFAULT_KB,
+) -> None:
+    """Add manuals: a changed file replaces its old chunks, an unchanged one is left as it is."""
+    results = KnowledgeBase.open(settings(), kb).add(paths)
+    if not results:
+        raise ScenewatchError(f"no .md, .txt or .pdf files in {', '.join(map(str, paths))}")
+    for result in results:
+        if result.status == "skipped":
+            console.print(f"[red]skipped[/]   {escape(result.reason)}", highlight=False, soft_wrap=True)
+        else:
+            console.print(
+                f"{result.status:<9} {result.path.name} ({result.chunks} chunks)",
+                highlight=False,
+                soft_wrap=True,
+            )
+    skipped = sum(result.status == "skipped" for result in results)
+    if skipped:
+        raise ScenewatchError(f"{skipped} of {len(results)} files skipped")
+
+
+@kb_app.command("list")
+def list_documents(kb: KbOption = DEFAULT_KB, as_json: JsonOption = False) -> None:
+    """List the files in a knowledge base."""
+    documents = KnowledgeBase.open(settings(), kb).require().index.documents()
+    if as_json:
+        typer.echo(json.dumps([{"source": d.source, "path": d.path, "chunks": d.chunks} for d in documents]))
+        return
+    table = Table("source", "chunks", "added from", title=f"knowledge base {kb!r}")
+    for doc in documents:
+        table.add_row(doc.source, str(doc.chunks), doc.path)
+    console.print(table)
+
+
+@kb_app.command("remove")
+def remove(
+    source: Annotated[str, typer.Argument(help="File name as listed by `kb list` (or its path).")],
+    kb: KbOption = DEFAULT_KB,
+) -> None:
+    """Remove a file and its chunks from a knowledge base."""
+    removed = KnowledgeBase.open(settings(), kb).require().remove(source)
+    console.print(f"removed {Path(source).name} ({removed} chunks)", highlight=False)
+
+
+@kb_app.command("search")
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for: words, an error code, a model number.")],
+    kb: KbOption = DEFAULT_KB,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many chunks to return.")] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Search a knowledge base by meaning and keywords; print the best chunks."""
+    hits = KnowledgeBase.open(settings(), kb).require().search(query, k)
+    if as_json:
+        typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False))
+        return
+    for rank, hit in enumerate(hits, 1):
+        console.print(f"{rank}. {hit.citation}  score {hit.score:.4f}", style="bold", markup=False)
+        console.print(" ".join(hit.text.split())[:300], markup=False, highlight=False)
+
+
+def troubleshoot_command(
+    photo: Annotated[str, typer.Argument(help="Photo of the device, or - to read image bytes from stdin.")],
+    question: Annotated[str, typer.Option(help="What you see or want to know.")] = "",
+    kb: KbOption = DEFAULT_KB,
+    model: Annotated[str | None, typer.Option(help="Model id or local checkpoint folder.")] = None,
+    backend: Annotated[str | None, typer.Option(help="local or openai.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Most tokens in each answer.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Troubleshoot a device from a photo: read its lights and codes, answer from the manuals with sources."""
+    cfg = settings(model=model, backend=backend, max_new_tokens=max_new_tokens, device=device)
+    base = KnowledgeBase.open(cfg, kb).require()
+    picture = load_image(sys.stdin.buffer.read() if photo == "-" else Path(photo))
+    result = troubleshoot(make_backend(cfg), picture, base, cfg, question)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    console.print(
+        f"[dim]photo:[/] {escape(result.reading.summary() or '(nothing readable)')}", highlight=False
+    )
+    console.print(result.answer, markup=False, highlight=False)
+    if result.rejected_citations:
+        console.print(
+            f"[yellow]removed citations of passages that were not retrieved:[/] "
+            f"{escape(', '.join(result.rejected_citations))}",
+            highlight=False,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(kb_app, name="kb")
+    app.command("troubleshoot")(troubleshoot_command)
