@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agent.commands import bench, events, kb, look, model
+from agent.commands import bench, events, kb, look, model, watch
 from agent.commands.common import configure_logging, err_console, set_global_overrides
 from agent.errors import ScenewatchError
 
@@ -36,6 +36,7 @@ def _global_options(
 look.register(app)
 model.register(app)
 bench.register(app)
+watch.register(app)
 events.register(app)
 kb.register(app)
 

@@ -1,0 +1,163 @@
+"""``scenewatch watch``: turn video sources into a change-aware observation log."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from agent.commands.common import console, err_console, settings
+from agent.display import WatchDisplay, summary_table
+from agent.durations import parse_duration
+from agent.engine import Engine
+from agent.errors import ScenewatchError
+from agent.listeners import ObservationListener
+from agent.sources import is_live
+from agent.watch import run_watch
+from memory.store import Store
+from tools.vision.factory import make_backend
+
+log = logging.getLogger(__name__)
+
+
+def _seconds(text: str | None, flag: str) -> float | None:
+    if text is None:
+        return None
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ScenewatchError(f"{flag} must be more than 0 (got {text!r})")
+    return seconds
+
+
+def watch_questions(texts: list[str] | None) -> dict[str, str]:
+    """``--question`` texts named q1, q2, ... in the order given."""
+    asked = [text.strip() for text in texts or [] if text.strip()]
+    return {f"q{index}": text for index, text in enumerate(asked, start=1)}
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM set ``stop`` (in-flight work finishes); a second signal aborts at once."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.received: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.received.append(signum)
+        self.stop.set()
+        log.info("stopping: finishing the frames in flight (signal again to abort)")
+
+
+def watch(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Video files, image folders, webcam indexes (0) or stream URLs (rtsp://, http(s)://).",
+            show_default=False,
+        ),
+    ],
+    every: Annotated[str | None, typer.Option(help="Sampling interval: 1s, 500ms, 2 (seconds).")] = None,
+    heartbeat: Annotated[
+        str | None, typer.Option(help="Analyse at least this often, change or not: 10s, 1m.")
+    ] = None,
+    window: Annotated[
+        int | None, typer.Option(min=0, help="Previous descriptions of the source in each prompt.")
+    ] = None,
+    question: Annotated[
+        list[str] | None,
+        typer.Option("--question", "-q", help="A yes/no watch question (repeatable; named q1, q2, ...)."),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0, max=1, help="Changed share of the picture that wakes the model (0..1)."),
+    ] = None,
+    frame_interval: Annotated[
+        str | None, typer.Option(help="Time between the images of a folder source (default: --every).")
+    ] = None,
+    max_side: Annotated[int | None, typer.Option(help="Longest image side sent to the model.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Most requests the model runs at once.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model id or local checkpoint folder.")] = None,
+    backend: Annotated[str | None, typer.Option(help="local or openai.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = None,
+    db: Annotated[
+        Path | None, typer.Option(help="Observation database (default HOME/scenewatch.db).")
+    ] = None,
+    jsonl: Annotated[
+        Path | None, typer.Option(help="Also append one JSON line per observation here.")
+    ] = None,
+) -> None:
+    """Watch sources with the vision model and log what changes, until the files end or Ctrl-C."""
+    cfg = settings(
+        every_s=_seconds(every, "--every"),
+        heartbeat_s=_seconds(heartbeat, "--heartbeat"),
+        frame_interval_s=_seconds(frame_interval, "--frame-interval"),
+        window=window,
+        gate_threshold=threshold,
+        max_side=max_side,
+        batch_size=batch_size,
+        model=model,
+        backend=backend,
+        device=device,
+        db=db,
+    )
+    questions = watch_questions(question)
+    for spec in sources:  # before the model loads: a typo should not cost a minute
+        if not is_live(spec) and not Path(spec).expanduser().exists():
+            raise ScenewatchError(f"source not found: {spec}")
+    store = Store(cfg.db_path)
+    try:
+        engine = Engine(make_backend(cfg), batch_size=cfg.batch_size, batch_wait_ms=cfg.batch_wait_ms)
+    except BaseException:
+        store.close()
+        raise
+    # ---- Listeners: plug them in here, in this order (docs/ARCHITECTURE.md, "Listeners"):
+    #      1. episode tracker (sets obs.episode_id), 2. indexer (background embedding),
+    #      3. rules engine (sees episode changes through obs.episode_id).
+    listeners: list[ObservationListener] = []
+    stop = threading.Event()
+    try:
+        with _StopOnSignal(stop) as signals, WatchDisplay(console) as display:
+            summary = run_watch(
+                sources,
+                cfg,
+                engine=engine,
+                store=store,
+                questions=questions,
+                listeners=listeners,
+                jsonl=jsonl,
+                on_update=display.update,
+                stop=stop,
+            )
+    finally:
+        engine.close()
+        store.close()
+    console.print(summary_table(summary))
+    for name, error in summary.errors.items():
+        err_console.print(f"[bold red]error:[/] {name}: {error}", highlight=False, soft_wrap=True)
+    if signal.SIGINT in signals.received:
+        raise typer.Exit(130)
+    if summary.errors and len(summary.errors) == len(summary.sources):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(watch)

@@ -1,0 +1,381 @@
+"""Frame sources: a video file, an image folder, a webcam, an RTSP or HTTP(S) stream.
+
+Every source yields :class:`Frame`s (BGR arrays with their time) from ``frames(stop)``:
+
+- **Files and folders** are sampled by timestamp: every ``every_s`` seconds of video the
+  frame nearest the sampling time is decoded; the others are skipped with ``grab()`` and
+  never decoded (images in a folder that are not sampled are never read). ``ts`` is the
+  watch start plus the position in the file (``video_t``).
+- **Live sources** (webcam index, ``rtsp://``, ``http(s)://`` MJPEG or HLS, ...) have a reader
+  thread that reads continuously and keeps only the newest frame, so analysis never works
+  on stale buffered frames. A failed read or connection is retried with exponential backoff
+  (capped at ``reconnect_max_s``), each attempt logged; the source only ends when ``stop``
+  is set. ``ts`` is the capture time, ``video_t`` is None.
+
+:func:`grab_frame` takes one frame for the agent's ``look`` tool.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from agent.errors import ScenewatchError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+URL_SCHEME = re.compile(r"^(rtsps?|rtmps?|https?|udp|tcp|srt)://", re.IGNORECASE)
+FIRST_BACKOFF_S = 0.5
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One sampled frame: BGR pixels, epoch time and (files, folders) position in seconds."""
+
+    image: np.ndarray
+    ts: float
+    video_t: float | None = None
+
+
+class FrameSource(Protocol):
+    """What the watch loop reads frames from."""
+
+    name: str
+    live: bool
+    unreadable: int  # frames or images that could not be decoded (logged and skipped)
+    video_s: float  # seconds of video covered so far (0 for live sources)
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+def is_live(spec: str) -> bool:
+    """A webcam index or a stream URL (as opposed to a file or a folder)."""
+    return spec.strip().isdigit() or bool(URL_SCHEME.match(spec.strip()))
+
+
+class _Sampler:
+    """Picks, from frames at increasing times, the one nearest each multiple of ``every_s``."""
+
+    def __init__(self, every_s: float, frame_s: float) -> None:
+        self.every_s = every_s
+        self.tolerance = frame_s / 2
+        self.next_t = 0.0
+
+    def due(self, t: float) -> bool:
+        if t + self.tolerance < self.next_t:
+            return False
+        self.next_t = (math.floor((t + self.tolerance) / self.every_s) + 1) * self.every_s
+        return True
+
+
+class VideoFileSource:
+    """A video file, sampled every ``every_s`` seconds of video; unsampled frames are only grabbed."""
+
+    live = False
+
+    def __init__(self, path: Path, *, name: str, every_s: float, start_ts: float) -> None:
+        self.name, self.path, self.every_s, self.start_ts = name, path, every_s, start_ts
+        self.unreadable = 0
+        self.video_s = 0.0
+        self._cap, self.fps, self.duration_s = open_video(path)
+
+    def _position(self, index: int) -> float:
+        if self.fps:
+            return index / self.fps
+        return max(0.0, self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        sampler = _Sampler(self.every_s, 1 / self.fps if self.fps else 0.0)
+        index = 0
+        while not stop.is_set() and self._cap.grab():
+            t = self._position(index)
+            index += 1
+            self.video_s = t
+            if not sampler.due(t):
+                continue
+            ok, image = self._cap.retrieve()
+            if not ok or image is None:
+                self.unreadable += 1
+                log.warning("%s: cannot decode the frame at %.2f s; skipped", self.name, t)
+                continue
+            yield Frame(image, self.start_ts + t, t)
+        if not stop.is_set() and self.duration_s and self.video_s < self.duration_s - 1.0:
+            log.warning(
+                "%s: the video ended at %.1f s of its stated %.1f s (truncated or corrupt?)",
+                self.name,
+                self.video_s,
+                self.duration_s,
+            )
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class ImageFolderSource:
+    """Images in a folder, sorted by name, one every ``interval_s`` seconds, sampled like a video."""
+
+    live = False
+
+    def __init__(self, path: Path, *, name: str, every_s: float, interval_s: float, start_ts: float) -> None:
+        self.name, self.every_s, self.interval_s, self.start_ts = name, every_s, interval_s, start_ts
+        self.unreadable = 0
+        self.video_s = 0.0
+        self.files = folder_images(path)
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        sampler = _Sampler(self.every_s, self.interval_s)
+        for index, file in enumerate(self.files):
+            if stop.is_set():
+                return
+            t = index * self.interval_s
+            self.video_s = t
+            if not sampler.due(t):
+                continue
+            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if image is None:
+                self.unreadable += 1
+                log.warning("%s: cannot read image %s; skipped", self.name, file.name)
+                continue
+            yield Frame(image, self.start_ts + t, t)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def folder_images(path: Path) -> list[Path]:
+    """The image files in ``path``, sorted by name (ScenewatchError when there are none)."""
+    try:
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as exc:
+        raise ScenewatchError(f"cannot list folder {path}: {exc}") from exc
+    if not files:
+        raise ScenewatchError(f"no images in folder {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+_live_sources: weakref.WeakValueDictionary[str, LiveSource] = weakref.WeakValueDictionary()
+
+
+class LiveSource:
+    """A webcam or stream read by a thread that keeps only the newest frame and reconnects."""
+
+    live = True
+
+    def __init__(
+        self, spec: str, *, name: str, every_s: float, reconnect_max_s: float, timeout_s: float
+    ) -> None:
+        self.name, self.spec, self.every_s = name, spec.strip(), every_s
+        self.reconnect_max_s, self.timeout_s = reconnect_max_s, timeout_s
+        self.unreadable = 0
+        self.video_s = 0.0
+        self.reconnects = 0
+        self._latest: tuple[np.ndarray, float, int] | None = None
+        self._changed = threading.Condition()
+        self._reader: threading.Thread | None = None
+        self._stop = threading.Event()
+        _live_sources[name] = self
+
+    def _open(self) -> cv2.VideoCapture | None:
+        cap = open_capture(self.spec, self.timeout_s)
+        if cap.isOpened():
+            return cap
+        cap.release()
+        return None
+
+    def _read_loop(self, stop: threading.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            cap = self._open()
+            read_any = False
+            if cap is not None:
+                while not stop.is_set():
+                    ok, image = cap.read()
+                    if not ok or image is None:
+                        break
+                    read_any = True
+                    self._publish(image)
+                cap.release()
+            if stop.is_set():
+                return
+            failures = 1 if read_any else failures + 1
+            delay = min(self.reconnect_max_s, FIRST_BACKOFF_S * 2 ** (failures - 1))
+            self.reconnects += 1
+            what = "lost the stream" if read_any else "cannot connect" if cap is None else "no frames"
+            log.warning("%s: %s; reconnect attempt %d in %.1f s", self.name, what, failures, delay)
+            stop.wait(delay)
+
+    def _publish(self, image: np.ndarray) -> None:
+        with self._changed:
+            sequence = self._latest[2] + 1 if self._latest else 1
+            self._latest = (image, time.time(), sequence)
+            self._changed.notify_all()
+
+    def start(self, stop: threading.Event) -> None:
+        """Start the reader thread (``frames`` does it on first use)."""
+        if self._reader is None:
+            self._stop = stop
+            self._reader = threading.Thread(
+                target=self._read_loop, args=(stop,), name=f"reader-{self.name}", daemon=True
+            )
+            self._reader.start()
+
+    def newest(self, wait_s: float = 0.0, after: int = 0) -> tuple[np.ndarray, float, int] | None:
+        """The newest frame (pixels, capture time, sequence number) newer than ``after``, if any."""
+        until = time.monotonic() + wait_s
+        with self._changed:
+            while (self._latest is None or self._latest[2] <= after) and not self._stop.is_set():
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(min(remaining, 0.2))
+            if self._latest is None or self._latest[2] <= after:
+                return None
+            return self._latest
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        self.start(stop)
+        seen = 0
+        next_tick = time.monotonic()
+        while not stop.is_set():
+            if stop.wait(max(0.0, next_tick - time.monotonic())):
+                return
+            latest = self.newest(wait_s=1.0, after=seen)
+            if latest is None:
+                continue
+            image, ts, seen = latest
+            yield Frame(image, ts)
+            next_tick = max(next_tick + self.every_s, time.monotonic())
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join(timeout=self.timeout_s + 1)
+
+
+def open_capture(spec: str, timeout_s: float) -> cv2.VideoCapture:
+    """A capture for a webcam index or a URL (FFmpeg, with open and read timeouts)."""
+    if spec.isdigit():
+        cap = cv2.VideoCapture(int(spec))
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return cap
+    timeout_ms = int(timeout_s * 1000)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+    return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
+
+
+def open_source(
+    spec: str,
+    *,
+    every_s: float,
+    start_ts: float,
+    frame_interval_s: float | None = None,
+    reconnect_max_s: float = 30.0,
+    timeout_s: float = 10.0,
+) -> FrameSource:
+    """The source that ``spec`` names: a webcam index, a stream URL, an image folder or a video file."""
+    if is_live(spec):
+        return LiveSource(
+            spec, name=spec, every_s=every_s, reconnect_max_s=reconnect_max_s, timeout_s=timeout_s
+        )
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        interval = frame_interval_s or every_s
+        return ImageFolderSource(path, name=spec, every_s=every_s, interval_s=interval, start_ts=start_ts)
+    if path.is_file():
+        return VideoFileSource(path, name=spec, every_s=every_s, start_ts=start_ts)
+    raise ScenewatchError(
+        f"source not found: {spec} (give a video file, an image folder, a webcam index such as 0, "
+        "or an rtsp:// or http(s):// URL)"
+    )
+
+
+def grab_frame(
+    source: str, at_s: float | None = None, *, interval_s: float = 1.0, timeout_s: float = 10.0
+) -> np.ndarray:
+    """One BGR frame: the newest of a live source, or the frame at ``at_s`` seconds of a file.
+
+    A live source being watched in this process gives its reader's newest frame. For a file
+    ``at_s`` defaults to the start; for an image folder (images ``interval_s`` apart) it
+    defaults to the newest (last) image. Raises ScenewatchError with the reason.
+    """
+    if is_live(source):
+        if at_s is not None:
+            raise ScenewatchError(
+                f"{source} is a live source: it has no frame at {at_s:g} s, only the newest"
+            )
+        return _grab_live(source.strip(), timeout_s)
+    path = Path(source).expanduser()
+    if at_s is not None and at_s < 0:
+        raise ScenewatchError(f"a time in a video cannot be negative: {at_s:g} s")
+    if path.is_dir():
+        files = folder_images(path)
+        index = len(files) - 1 if at_s is None else int(at_s / interval_s + 1e-9)
+        if index >= len(files):
+            raise ScenewatchError(
+                f"{source} holds {len(files)} images, {interval_s:g} s apart: no image at {at_s:g} s"
+            )
+        image = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ScenewatchError(f"cannot read image {files[index]}")
+        return image
+    if not path.is_file():
+        raise ScenewatchError(f"source not found: {source}")
+    return _grab_file(path, at_s or 0.0)
+
+
+def _grab_live(source: str, timeout_s: float) -> np.ndarray:
+    watched = _live_sources.get(source)
+    if watched is not None:
+        latest = watched.newest(wait_s=timeout_s)
+        if latest is not None:
+            return latest[0]
+    cap = open_capture(source, timeout_s)
+    try:
+        if not cap.isOpened():
+            raise ScenewatchError(f"cannot connect to {source} (no answer within {timeout_s:g} s)")
+        ok, image = cap.read()
+    finally:
+        cap.release()
+    if not ok or image is None:
+        raise ScenewatchError(f"{source} sent no frame within {timeout_s:g} s")
+    return image
+
+
+def open_video(path: Path) -> tuple[cv2.VideoCapture, float | None, float | None]:
+    """An open capture of a video file, its frame rate and duration (None when unknown)."""
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        cap.release()
+        raise ScenewatchError(f"cannot read video {path}: not a video file, or corrupt or truncated")
+    fps, count = cap.get(cv2.CAP_PROP_FPS), cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    fps = fps if 0 < fps < 1000 else None
+    return cap, fps, count / fps if fps and count > 0 else None
+
+
+def _grab_file(path: Path, at_s: float) -> np.ndarray:
+    cap, _, duration = open_video(path)
+    try:
+        if duration is not None and at_s > duration:
+            raise ScenewatchError(f"{path} is {duration:.1f} s long: no frame at {at_s:g} s")
+        if at_s > 0:
+            cap.set(cv2.CAP_PROP_POS_MSEC, at_s * 1000)
+        ok, image = cap.read()
+    finally:
+        cap.release()
+    if not ok or image is None:
+        raise ScenewatchError(f"cannot decode a frame at {at_s:g} s of {path}")
+    return image

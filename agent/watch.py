@@ -1,0 +1,422 @@
+"""The watch loop: source → change gate → engine → store → listeners → JSONL.
+
+One thread per source samples frames, gates them and submits the changed ones (and a
+heartbeat) to the shared :class:`~agent.engine.Engine`, which batches requests from every
+source. Results are committed in order, per source: the thumbnail JPEG first, then the
+SQLite row, then the listeners in order, then the JSONL line, all under one lock so
+listeners and the JSONL file see one observation at a time.
+
+Pipelining: a file or folder source keeps up to ``settings.pipeline_depth`` requests in
+flight, so the engine always has work to batch while
+the thread decodes the next frames. The window semantics follow from it: a prompt carries
+the descriptions *committed* when its frame was submitted, so with depth D the up to D-1
+observations still in flight are not among them and ``changes`` compares with a slightly
+older observation. Live sources keep one request in flight: their next frame is the newest
+one when the answer arrives, never a stale one.
+
+Deadlines: a live frame not answered within ``deadline_s`` is dropped by the engine
+(counted, logged) and the next frame is analysed regardless of the gate. Frames of files
+and folders carry no deadline: they never go stale, the pipeline depth already bounds the
+queue, and dropping them would leave holes in the log when the model is slow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import CancelledError, Future
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import cv2
+import numpy as np
+
+from agent.config import Settings
+from agent.describe import DESCRIBE_MAX_NEW_TOKENS, describe_request, parse_description
+from agent.engine import DeadlineExceeded, Engine, EngineClosed
+from agent.errors import ScenewatchError
+from agent.gate import ChangeGate
+from agent.listeners import ObservationListener
+from agent.sources import Frame, FrameSource, open_source
+from memory.store import Observation, Store
+from memory.window import RecentWindow
+from tools.vision.base import VisionResult
+
+log = logging.getLogger(__name__)
+
+LATENCY_HISTORY = 10_000
+"""Latencies kept per source for the p95 (the mean covers every request)."""
+
+
+@dataclass
+class SourceStats:
+    """What the watch did with one source."""
+
+    source: str
+    live: bool = False
+    sampled: int = 0
+    analysed: int = 0
+    skipped: int = 0
+    dropped: int = 0
+    failed: int = 0
+    abandoned: int = 0
+    video_s: float = 0.0
+    error: str | None = None
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_HISTORY))
+    latency_total_ms: float = 0.0
+
+    def add_latency(self, ms: float) -> None:
+        self.latencies_ms.append(ms)
+        self.latency_total_ms += ms
+
+    @property
+    def mean_latency_ms(self) -> float:
+        return self.latency_total_ms / self.analysed if self.analysed else 0.0
+
+    @property
+    def p95_latency_ms(self) -> float:
+        return percentile(self.latencies_ms, 95)
+
+    @property
+    def skipped_fraction(self) -> float:
+        """Share of sampled frames the change gate kept from the model."""
+        return self.skipped / self.sampled if self.sampled else 0.0
+
+
+class _Total:
+    """A WatchSummary attribute: the sum of the same attribute over its sources."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, summary: WatchSummary | None, owner: type | None = None) -> Any:
+        if summary is None:
+            return self
+        return sum(getattr(stats, self.name) for stats in summary.sources.values())
+
+
+@dataclass
+class WatchSummary:
+    """Per-source and total counts of a watch, its latencies and how long it ran."""
+
+    sources: dict[str, SourceStats]
+    wall_s: float = 0.0
+    model_calls: int = 0
+
+    sampled = _Total()
+    analysed = _Total()
+    skipped = _Total()
+    dropped = _Total()
+    failed = _Total()
+    abandoned = _Total()
+    video_s = _Total()  # seconds of video covered by the file and folder sources
+    latency_total_ms = _Total()
+
+    @property
+    def latencies_ms(self) -> list[float]:
+        return [ms for stats in self.sources.values() for ms in stats.latencies_ms]
+
+    @property
+    def mean_latency_ms(self) -> float:
+        return self.latency_total_ms / self.analysed if self.analysed else 0.0
+
+    @property
+    def p95_latency_ms(self) -> float:
+        return percentile(self.latencies_ms, 95)
+
+    @property
+    def skipped_fraction(self) -> float:
+        return self.skipped / self.sampled if self.sampled else 0.0
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Sources whose thread stopped on an error, with the message."""
+        return {name: stats.error for name, stats in self.sources.items() if stats.error}
+
+
+UpdateCallback = Callable[[SourceStats, Observation | None], None]
+
+
+def percentile(values: Sequence[float] | deque[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of ``values``; 0 when there are none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def source_slug(source: str) -> str:
+    """A folder-safe name for a source: readable tail plus a short hash of the whole."""
+    tail = re.sub(r"[^a-z0-9]+", "-", source.lower().rsplit("/", 1)[-1]).strip("-")[:40] or "source"
+    return f"{tail}-{zlib.crc32(source.encode()):08x}"
+
+
+@dataclass
+class _Pending:
+    frame: Frame
+    score: float | None
+    future: Future[VisionResult]
+    submitted: float
+    answered: float | None = None  # monotonic time the answer arrived
+
+
+@dataclass
+class _Shared:
+    """What every source thread of one watch shares."""
+
+    settings: Settings
+    engine: Engine
+    store: Store
+    window: RecentWindow
+    questions: Mapping[str, str]
+    listeners: Sequence[ObservationListener]
+    jsonl: IO[str] | None
+    on_update: UpdateCallback | None
+    stop: threading.Event
+    commit_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _SourceWorker:
+    """Runs one source: sample, gate, submit, commit in order."""
+
+    def __init__(self, source: FrameSource, shared: _Shared) -> None:
+        self.source = source
+        self.shared = shared
+        settings = shared.settings
+        self.stats = SourceStats(source.name, live=source.live)
+        self.gate = ChangeGate(settings.gate_threshold, settings.gate_side, settings.heartbeat_s)
+        self.depth = 1 if source.live else settings.pipeline_depth
+        self.thumbs = settings.thumbs_dir / source_slug(source.name)
+        self.pending: deque[_Pending] = deque()
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except ScenewatchError as exc:
+            self.stats.error = str(exc)
+            log.error("%s: stopped: %s", self.source.name, exc)
+        except Exception as exc:  # a bug or an unexpected library error: log it, keep the others going
+            self.stats.error = f"{type(exc).__name__}: {exc}"
+            log.exception("%s: stopped on an unexpected error", self.source.name)
+        finally:
+            self._finish_pending()
+            self.stats.failed += self.source.unreadable
+            self.stats.video_s = self.source.video_s
+            self.source.close()
+
+    def _loop(self) -> None:
+        shared, settings = self.shared, self.shared.settings
+        for frame in self.source.frames(shared.stop):
+            self.stats.sampled += 1
+            self.stats.video_s = self.source.video_s
+            decision = self.gate.check(frame.image, frame.ts if frame.video_t is None else frame.video_t)
+            if not decision.analyse:
+                self.stats.skipped += 1
+                self._notify(None)
+                continue
+            request = describe_request(
+                frame.image,
+                previous=shared.window.recent(self.source.name),
+                questions=shared.questions,
+                now_ts=frame.ts,
+                max_side=settings.max_side,
+                max_new_tokens=min(settings.max_new_tokens, DESCRIBE_MAX_NEW_TOKENS),
+            )
+            submitted = time.monotonic()
+            deadline = settings.deadline_s if self.source.live else None
+            future = shared.engine.submit(request, deadline_s=deadline, tag=self.source.name)
+            item = _Pending(frame, decision.score, future, submitted)
+            future.add_done_callback(lambda _f, item=item: setattr(item, "answered", time.monotonic()))
+            self.pending.append(item)
+            self._settle(keep=self.depth - 1)
+
+    def _settle(self, keep: int) -> None:
+        """Commit finished answers in order; block until at most ``keep`` remain in flight."""
+        while self.pending and (len(self.pending) > keep or self.pending[0].future.done()):
+            item = self.pending.popleft()
+            try:
+                result = item.future.result()
+            except DeadlineExceeded:
+                self.stats.dropped += 1
+                self.gate.reset()
+                continue
+            except (EngineClosed, CancelledError):
+                self.stats.abandoned += 1
+                continue
+            except Exception as exc:  # the backend failed on this frame: a logged skip
+                self.stats.failed += 1
+                self.gate.reset()
+                log.warning("%s: the model failed on the frame at %s: %s", self.source.name, _when(item), exc)
+                continue
+            answered = item.answered or time.monotonic()
+            self._commit(item, result, (answered - item.submitted) * 1000)
+
+    def _finish_pending(self) -> None:
+        """At the end: commit what is in flight; on stop, abandon what the engine has not started."""
+        if self.shared.stop.is_set():
+            for item in self.pending:
+                item.future.cancel()
+        self._settle(keep=0)
+
+    def _commit(self, item: _Pending, result: VisionResult, latency_ms: float) -> None:
+        shared, frame = self.shared, item.frame
+        description = parse_description(result.text, shared.questions)
+        obs = Observation(
+            source=self.source.name,
+            ts=frame.ts,
+            video_t=frame.video_t,
+            gate_score=item.score,
+            latency_ms=round(latency_ms, 1),
+            model=result.model,
+            **asdict(description),
+        )
+        obs.thumb_path = self._save_thumbnail(frame.image, frame.ts)
+        with shared.commit_lock:
+            shared.store.add(obs)
+            shared.window.add(obs)
+            for listener in shared.listeners:
+                try:
+                    listener.on_observation(obs)
+                except Exception:  # a listener must not stop the watch
+                    log.exception("listener %s failed on observation %s", type(listener).__name__, obs.id)
+            if shared.jsonl is not None:
+                shared.jsonl.write(json.dumps(obs.to_dict(), ensure_ascii=False) + "\n")
+                shared.jsonl.flush()
+        self.stats.analysed += 1
+        self.stats.add_latency(latency_ms)
+        self._notify(obs)
+
+    def _save_thumbnail(self, image: np.ndarray, ts: float) -> str | None:
+        side = self.shared.settings.thumb_side
+        height, width = image.shape[:2]
+        scale = min(1.0, side / max(height, width))
+        small = cv2.resize(
+            image, (max(1, round(width * scale)), max(1, round(height * scale))), cv2.INTER_AREA
+        )
+        path = self.thumbs / f"{round(ts * 1000)}.jpg"
+        try:
+            self.thumbs.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(path), small, [cv2.IMWRITE_JPEG_QUALITY, 85]):
+                raise OSError("the JPEG encoder failed")
+        except (OSError, cv2.error) as exc:
+            log.warning("%s: cannot save thumbnail %s: %s", self.source.name, path, exc)
+            return None
+        return str(path)
+
+    def _notify(self, obs: Observation | None) -> None:
+        if self.shared.on_update is not None:
+            try:
+                self.shared.on_update(self.stats, obs)
+            except Exception:  # the display must not stop the watch
+                log.exception("watch display update failed")
+
+
+def _when(item: _Pending) -> str:
+    frame = item.frame
+    return (
+        f"{frame.video_t:.1f} s"
+        if frame.video_t is not None
+        else time.strftime("%X", time.localtime(frame.ts))
+    )
+
+
+def run_watch(
+    sources: list[str],
+    settings: Settings,
+    *,
+    engine: Engine,
+    store: Store,
+    questions: dict[str, str] | None = None,
+    listeners: Sequence[ObservationListener] = (),
+    jsonl: Path | None = None,
+    on_update: UpdateCallback | None = None,
+    stop: threading.Event | None = None,
+) -> WatchSummary:
+    """Watch every source until the files end or ``stop`` is set; return what happened.
+
+    Sources are opened first: a missing, unreadable or corrupt file or folder raises
+    ScenewatchError before anything runs. Live sources retry their connection forever. The
+    listeners are closed at the end; the engine and the store belong to the caller.
+    """
+    stop = stop or threading.Event()
+    if len(set(sources)) != len(sources):
+        raise ScenewatchError("a source is given twice")
+    if not sources:
+        raise ScenewatchError("no source to watch")
+    started, start_ts = time.monotonic(), time.time()
+    opened: list[FrameSource] = []
+    jsonl_file: IO[str] | None = None
+    try:
+        for spec in sources:
+            opened.append(
+                open_source(
+                    spec,
+                    every_s=settings.every_s,
+                    start_ts=start_ts,
+                    frame_interval_s=settings.frame_interval_s,
+                    reconnect_max_s=settings.reconnect_max_s,
+                    timeout_s=settings.stream_timeout_s,
+                )
+            )
+        jsonl_file = _open_jsonl(jsonl) if jsonl is not None else None
+    except BaseException:
+        for source in opened:
+            source.close()
+        _close_listeners(listeners)
+        raise
+    window = RecentWindow(settings.window)
+    window.seed(store, sources)
+    batches_before = engine.stats.batches
+    shared = _Shared(settings, engine, store, window, questions or {}, listeners, jsonl_file, on_update, stop)
+    workers = [_SourceWorker(source, shared) for source in opened]
+    threads = [
+        threading.Thread(target=worker.run, name=f"watch-{worker.source.name}", daemon=True)
+        for worker in workers
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        _join(threads)
+    except KeyboardInterrupt:
+        stop.set()
+        _join(threads)
+        raise
+    finally:
+        _close_listeners(listeners)
+        if jsonl_file is not None:
+            jsonl_file.close()
+    return WatchSummary(
+        sources={worker.source.name: worker.stats for worker in workers},
+        wall_s=time.monotonic() - started,
+        model_calls=engine.stats.batches - batches_before,
+    )
+
+
+def _open_jsonl(path: Path) -> IO[str]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise ScenewatchError(f"cannot write {path}: {exc}") from exc
+
+
+def _join(threads: Sequence[threading.Thread]) -> None:
+    """Wait for the threads in short steps, so signal handlers run meanwhile."""
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.25)
+
+
+def _close_listeners(listeners: Sequence[ObservationListener]) -> None:
+    for listener in listeners:
+        try:
+            listener.close()
+        except Exception:  # closing one must not keep the others open
+            log.exception("closing listener %s failed", type(listener).__name__)

@@ -1,0 +1,168 @@
+"""Live sources: an MJPEG server that goes away and comes back, and a watch killed mid-stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socketserver
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.config import Settings
+from agent.engine import Engine
+from agent.watch import WatchSummary, run_watch
+from memory.store import Store
+from tools.vision.scripted import ScriptedBackend
+
+
+class MjpegServer(socketserver.ThreadingMixIn, HTTPServer):
+    """Serves ``multipart/x-mixed-replace`` JPEG frames (a box moving on a gradient) on 127.0.0.1."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, port: int = 0, fps: float = 15.0) -> None:
+        super().__init__(("127.0.0.1", port), _MjpegHandler)
+        self.fps = fps
+        self.running = True
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/stream.mjpg"
+
+    def start(self) -> MjpegServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and drop every open stream."""
+        self.running = False
+        self.shutdown()
+        self.server_close()
+
+    def frame(self, index: int) -> bytes:
+        yy, xx = np.mgrid[0:120, 0:160]
+        image = np.stack([xx * 255 // 160, yy * 255 // 120, np.full_like(xx, 90)], axis=-1).astype(np.uint8)
+        x = (index * 7) % 130
+        image[40:80, x : x + 30] = (0, 0, 255)
+        return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+class _MjpegHandler(BaseHTTPRequestHandler):
+    server: MjpegServer
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        index = 0
+        try:
+            while self.server.running:
+                jpeg = self.server.frame(index)
+                self.wfile.write(
+                    b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                    + jpeg
+                    + b"\r\n"
+                )
+                index += 1
+                time.sleep(1 / self.server.fps)
+        except OSError:
+            return
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_a_stream_that_goes_away_is_reconnected_and_nothing_is_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = MjpegServer().start()
+    port, url = server.server_address[1], server.url
+    settings = Settings(
+        home=tmp_path / "home", every_s=0.2, heartbeat_s=0.5, reconnect_max_s=0.4, stream_timeout_s=2.0
+    )
+    store = Store(settings.db_path)
+    stop = threading.Event()
+    result: list[WatchSummary] = []
+    with Engine(ScriptedBackend(default='{"summary": "a red box", "people": 0}')) as engine:
+        watcher = threading.Thread(
+            target=lambda: result.append(run_watch([url], settings, engine=engine, store=store, stop=stop))
+        )
+        watcher.start()
+        try:
+            wait_for(lambda: store.count() >= 3, 30, "observations before the outage")
+            server.stop()
+            outage = time.time()
+            wait_for(lambda: "reconnect attempt 2" in caplog.text, 30, "reconnect attempts")
+            server = MjpegServer(port).start()
+            restarted = time.time()
+            wait_for(lambda: len(store.between(since=restarted)) >= 3, 30, "observations after the restart")
+        finally:
+            stop.set()
+            watcher.join(20)
+            server.stop()
+    assert not watcher.is_alive()
+    summary = result[0]
+    rows = store.between(source=url)
+    assert len(rows) == summary.analysed == summary.sources[url].analysed
+    assert any(o.ts < outage for o in rows) and any(o.ts > restarted for o in rows)
+    assert all(o.video_t is None for o in rows)  # live: ts is the capture time
+    assert [o.ts for o in rows] == sorted(o.ts for o in rows)
+    assert store.execute("PRAGMA integrity_check")[0][0] == "ok"
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_killed_watch_leaves_a_consistent_complete_database(
+    tiny_checkpoint: Path, tmp_path: Path, sig: signal.Signals, status: int
+) -> None:
+    server = MjpegServer().start()
+    db, jsonl = tmp_path / "watch.db", tmp_path / "watch.jsonl"
+    env = {**os.environ, "SCENEWATCH_HOME": str(tmp_path / "home"), "SCENEWATCH_MAX_NEW_TOKENS": "8"}
+    command = [sys.executable, "-c", "from agent.cli import main; main()", "watch", server.url]
+    options = ["--model", str(tiny_checkpoint), "--device", "cpu", "--max-side", "64", "--every", "200ms"]
+    options += ["--heartbeat", "500ms", "--db", str(db), "--jsonl", str(jsonl)]
+    process = subprocess.Popen(
+        command + options, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(
+            lambda: jsonl.exists() and len(jsonl.read_text().splitlines()) >= 3, 120, "three observations"
+        )
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        server.stop()
+    assert process.returncode == status, err
+    assert "Traceback" not in err
+    assert "sampled" in out  # the summary was printed
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    connection = sqlite3.connect(db)
+    try:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = dict(connection.execute("SELECT id, summary FROM observations").fetchall())
+    finally:
+        connection.close()
+    assert len(lines) >= 3
+    assert all(rows.get(line["id"]) == line["summary"] for line in lines)
