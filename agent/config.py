@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     kb_chunk_overlap: int = Field(default=120, ge=0, description="characters neighbouring chunks share")
     kb_k: int = Field(default=5, ge=1, description="manual chunks retrieved for a troubleshooting question")
     kb_min_score: float = Field(
-        default=0.35, ge=-1, le=1, description="cosine similarity below which the manuals do not cover a case"
+        default=0.4, ge=-1, le=1, description="cosine similarity below which the manuals do not cover a case"
     )
 
     # Events.

@@ -125,8 +125,11 @@ def parse_reading(text: str) -> Reading:
 
 
 def build_query(reading: Reading, question: str = "") -> str:
-    """The retrieval query: the question, then the reading's words."""
-    return ". ".join(part for part in (question.strip(), reading.summary()) if part)
+    """The retrieval query: the question (as a sentence), then the reading's words."""
+    question = question.strip()
+    if question and question[-1] not in ".?!":
+        question += "."
+    return " ".join(part for part in (question, reading.summary()) if part)
 
 
 def check_citations(answer: str, hits: Sequence[Hit]) -> tuple[str, list[Hit], list[str]]:
