@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
+from agent.errors import ScenewatchError
 from memory.documents import DocumentError, read_passages
 from memory.keywords import code_terms, query_terms
 from memory.knowledge import KnowledgeBase, reciprocal_rank_fusion
@@ -251,6 +252,8 @@ def test_empty_binary_and_bad_files_are_skipped_with_a_reason(tmp_path: Path) ->
     assert "not a PDF" in reasons[2] and "unsupported file type" in reasons[3]
     with pytest.raises(DocumentError, match="not UTF-8"):
         read_passages(Path("latin.txt"), "café".encode("latin-1"))
+    with pytest.raises(ScenewatchError, match="bad knowledge base name"):
+        KnowledgeBase(tmp_path, "../elsewhere")
 
 
 def test_cli_bad_files_give_one_clear_error_without_traceback(tmp_path: Path) -> None:
