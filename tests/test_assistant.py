@@ -6,7 +6,6 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ from agent.assistant import Assistant, open_assistant
 from agent.config import Settings, load_settings
 from agent.engine import Engine
 from agent.watch import run_watch
+from memory.episodes import EpisodeTracker
+from memory.indexer import Indexer
 from memory.store import Store
 from tools.vision.base import VisionRequest
 from tools.vision.scripted import ScriptedBackend
@@ -58,22 +59,6 @@ def after_tool(first: AIMessage, answer: Callable[[ToolMessage], str]) -> Script
     return script
 
 
-@dataclass
-class KeywordRecaller:
-    """Recall by shared words (the agent's plumbing, without embeddings)."""
-
-    store: Store
-
-    def recall(self, query: str, source: str | None = None, since: float | None = None, **kw: Any) -> list:
-        words = set(re.findall(r"\w+", query.lower())) - {"the", "a", "did", "when", "what"}
-        found = [
-            type("Hit", (), {**obs.to_dict(), "score": 1.0})()
-            for obs in self.store.between(source, since=since)
-            if words & set(obs.summary.lower().split())
-        ]
-        return found[: kw.get("k", 5)]
-
-
 def describe(request: VisionRequest) -> str:
     """The scripted vision model: sees the red box when a tenth of the frame is red."""
     pixels = np.asarray(request.images[-1].convert("RGB")).astype(int)
@@ -87,9 +72,11 @@ def memory_db(tmp_path_factory: pytest.TempPathFactory, synthetic_clip: Path) ->
     """The database a scripted watch of the clip leaves: observations at 0 s, 5 s and 12 s."""
     settings = load_settings(db=tmp_path_factory.mktemp("watched") / "scenewatch.db")
     store = Store(settings.db_path)
+    listeners = [EpisodeTracker(store, settings), Indexer(store, settings)]
     with Engine(ScriptedBackend(describe), batch_wait_ms=0) as engine:
-        run_watch([str(synthetic_clip)], settings, engine=engine, store=store)
+        run_watch([str(synthetic_clip)], settings, engine=engine, store=store, listeners=listeners)
     assert [obs.video_t for obs in store.between()] == [0.0, 5.0, 12.0]
+    assert store.execute("SELECT COUNT(*) FROM observations WHERE indexed = 1")[0][0] == 3
     store.close()
     return settings.db_path
 
@@ -100,31 +87,40 @@ def assistant(
 ) -> Iterator[tuple[Assistant, ScriptedChat]]:
     settings = load_settings(db=db, **overrides)
     chat = ScriptedChat(script=script)
-    store = Store(settings.db_path)
     with (
         Engine(vision or ScriptedBackend(default="nothing"), batch_wait_ms=0) as engine,
-        open_assistant(
-            settings, engine=engine, chat_model=chat, recaller=KeywordRecaller(store), thread="t1"
-        ) as agent,
+        open_assistant(settings, engine=engine, chat_model=chat, thread="t1") as agent,
     ):
         yield agent, chat
-    store.close()
 
 
 def test_when_did_the_object_appear_cites_its_time(memory_db: Path) -> None:
-    def answer(result: ToolMessage) -> str:
-        first = re.search(r"- (\S+ \(video [\d:.]+\))", result.text)
-        return f"The red box first appeared at {first.group(1)}." if first else "I could not tell."
+    def script(messages: list[BaseMessage]) -> AIMessage:
+        results = {m.name: m.text for m in messages if isinstance(m, ToolMessage)}
+        if not results:
+            return AIMessage(
+                "",
+                tool_calls=[
+                    {"name": "recall", "args": {"query": "a red box"}, "id": "call_1"},
+                    {"name": "timeline", "args": {"since": "1h"}, "id": "call_2"},
+                ],
+            )
+        seen = re.search(r"- (\S+ \(video [\d:.]+\)) .*red box", results["recall"])
+        span = re.search(r"red box.*\(video ([\d:.]+)–[\d:.]+\)", results["timeline"])
+        assert seen and span, results
+        return AIMessage(
+            f"The red box appeared at {seen.group(1)}; its episode began at video {span.group(1)}."
+        )
 
-    with assistant(memory_db, after_tool(call("recall", query="red box"), answer)) as (agent, chat):
+    with assistant(memory_db, script) as (agent, chat):
         reply = agent.ask("When did the red box appear?")
-    assert reply.endswith("(video 0:05.0).")
+    assert "(video 0:05.0)" in reply and "episode began at video 0:05.0" in reply
     system = chat.seen[0][0]
     assert isinstance(system, SystemMessage)
-    assert (
-        "Latest observations of" in system.text and "(video 0:12.0): an empty textured scene" in system.text
-    )
-    assert "recalled for the question" in system.text and "(video 0:05.0) [" in system.text
+    assert "Latest observations of" in system.text
+    assert "(video 0:12.0): an empty textured scene" in system.text
+    assert "recalled for the question" in system.text
+    assert "(video 0:05.0) [" in system.text.split("recalled for the question")[1]
 
 
 def test_what_changed_sends_two_images(memory_db: Path) -> None:
@@ -137,6 +133,31 @@ def test_what_changed_sends_two_images(memory_db: Path) -> None:
     text = " ".join(part["text"] for part in request.messages[0]["content"] if part["type"] == "text")
     assert text.startswith("Picture 1: Picture 2:") and "(video 0:05.0)" in text
     assert "2 pictures: the box is gone" in reply and "(video 0:12.0)" in reply
+
+
+def test_look_at_a_time_in_the_file_and_narrate(memory_db: Path) -> None:
+    def vision(request: VisionRequest) -> str:
+        return describe(request) if request.images else "A red box came at 0:05 and left at 0:12."
+
+    def script(messages: list[BaseMessage]) -> AIMessage:
+        results = [m.text for m in messages if isinstance(m, ToolMessage)]
+        if results:
+            return AIMessage(" // ".join(results))
+        return AIMessage(
+            "",
+            tool_calls=[
+                {"name": "look", "args": {"at_s": 6.0}, "id": "call_1"},
+                {"name": "narrate", "args": {"since": "1h"}, "id": "call_2"},
+            ],
+        )
+
+    backend = ScriptedBackend(vision)
+    with assistant(memory_db, script, backend) as (agent, _):
+        reply = agent.ask("Is the box there at 6 s, and what happened?")
+    look, story = reply.split(" // ")
+    assert "(video 0:06.0)" in look and "a red box in the middle" in look
+    assert "3 episodes" in story and "A red box came at 0:05 and left at 0:12." in story
+    assert sorted(len(request.images) for request in backend.requests) == [0, 1]
 
 
 def test_a_failing_tool_comes_back_as_an_error_message(memory_db: Path) -> None:

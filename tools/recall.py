@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -47,19 +48,18 @@ class RecallArgs(BaseModel):
 
 
 def make_recall_tool(recaller: Recaller, k: int = 5) -> BaseTool:
-    """``recall``: the ``k`` observations closest in meaning to a query."""
+    """``recall``: the ``k`` observations closest in meaning to a query (one search at a time:
+    the vector index is not thread-safe and the agent may run tool calls in parallel)."""
+    lock = threading.Lock()
 
     @tool("recall", args_schema=RecallArgs)
     def recall(query: str, since: str | None = None, until: str | None = None) -> str:
         """Search everything the camera has seen for observations matching a description,
         optionally within a time range. Returns the best matches, oldest first, with their
         times: use it for "when did ...", "did anyone ...", "was there ever ..." questions."""
-        found = recaller.recall(
-            query,
-            since=parse_when(since) if since else None,
-            until=parse_when(until) if until else None,
-            k=k,
-        )
+        start, end = parse_when(since) if since else None, parse_when(until) if until else None
+        with lock:
+            found = recaller.recall(query, since=start, until=end, k=k)
         if not found:
             return f"No observations match {query!r} in that time range."
         return "\n".join([f"Observations matching {query!r}, oldest first:", *format_recalled(found)])

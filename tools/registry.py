@@ -8,7 +8,10 @@ from agent.config import Settings
 from memory.store import Store
 from tools.compare import make_compare_tool
 from tools.look import make_look_tool
+from tools.narrate import make_narrate_tool
 from tools.recall import Recaller, make_recall_tool
+from tools.timeline import make_timeline_tool
+from tools.troubleshoot import make_troubleshoot_tool
 from tools.vision.base import VisionBackend
 
 
@@ -30,4 +33,7 @@ def build_tools(
         make_look_tool(engine, store, settings, source),
         make_compare_tool(engine, store, settings, source),
         make_recall_tool(recaller, k=settings.recall_k),
+        make_timeline_tool(store),
+        make_narrate_tool(engine, store, settings),
+        make_troubleshoot_tool(engine, settings),
     ]

@@ -1,4 +1,5 @@
-"""Time for the agent: reading the times it passes to tools, citing observation times.
+"""The ``timeline`` tool, and time for the agent: reading the times it passes to tools, citing
+observation times.
 
 Answers cite observations by local clock time, plus the position in the video for file
 sources (``14:03:05 (video 0:05.0)``).
@@ -11,17 +12,28 @@ import time
 from datetime import datetime
 from typing import Protocol
 
+from langchain_core.tools import BaseTool, tool
+from pydantic import BaseModel, Field
+
 from agent.durations import parse_since
 from agent.errors import ScenewatchError
+from memory.episodes import TimelineEntry, timeline
+from memory.narrative import log_line
+from memory.store import Store
 
+TIMELINE_LINES = 60  # most timeline entries one answer lists
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+def clock_format(ts: float, *, now: float | None = None) -> str:
+    """``strftime`` format for ``ts``: the time alone today, with the date on another day."""
+    today = datetime.fromtimestamp(time.time() if now is None else now).date()
+    return "%H:%M:%S" if datetime.fromtimestamp(ts).date() == today else "%Y-%m-%d %H:%M:%S"
 
 
 def clock(ts: float, *, now: float | None = None) -> str:
     """Local time of ``ts``: ``14:03:05`` today, ``2024-05-01 14:03:05`` on another day."""
-    moment = datetime.fromtimestamp(ts)
-    today = datetime.fromtimestamp(time.time() if now is None else now).date()
-    return moment.strftime("%H:%M:%S" if moment.date() == today else "%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ts).strftime(clock_format(ts, now=now))
 
 
 def video_position(seconds: float) -> str:
@@ -55,3 +67,50 @@ def parse_when(text: str, *, now: float | None = None) -> float:
         except ValueError:
             raise ScenewatchError(f"not a time of day: {text!r}") from None
     return parse_since(text, now=now)
+
+
+def video_at(store: Store, source: str, ts: float) -> float | None:
+    """The video position of time ``ts`` of a file source (None for live sources)."""
+    rows = store.execute(
+        "SELECT ts, video_t FROM observations WHERE source = ? AND ts <= ? ORDER BY ts DESC LIMIT 1",
+        (source, ts),
+    )
+    if not rows or rows[0]["video_t"] is None:
+        return None
+    return rows[0]["video_t"] + ts - rows[0]["ts"]
+
+
+def timeline_line(store: Store, entry: TimelineEntry) -> str:
+    """A timeline entry as the model reads it, with video positions for file sources."""
+    line = f"- {log_line(entry, clock_format(entry.start))}"
+    start = video_at(store, entry.source, entry.start)
+    if start is None:
+        return line
+    if entry.kind == "event":
+        return f"{line} (video {video_position(start)})"
+    return f"{line} (video {video_position(start)}–{video_position(start + entry.duration_s)})"
+
+
+class TimelineArgs(BaseModel):
+    since: str = Field(description="start of the range: 10m, 2h, 14:05 or 2024-05-01T14:05")
+    until: str | None = Field(default=None, description="end of the range (default: now)")
+
+
+def make_timeline_tool(store: Store) -> BaseTool:
+    """``timeline``: episodes (spans of one state) and events of a time range, from SQLite."""
+
+    @tool("timeline", args_schema=TimelineArgs)
+    def timeline_tool(since: str, until: str | None = None) -> str:
+        """List what happened in a time range, in order: episodes (spans in which the scene
+        stayed the same, with how long they lasted) and alert events. Use it for "what
+        happened", "how long" and "when did it start/stop" questions."""
+        start, end = parse_when(since), parse_when(until) if until else None
+        entries = timeline(store, start, end)
+        if not entries:
+            return "Nothing was observed in that time range."
+        lines = [timeline_line(store, entry) for entry in entries[:TIMELINE_LINES]]
+        if len(entries) > TIMELINE_LINES:
+            lines.append(f"... and {len(entries) - TIMELINE_LINES} more entries: narrow the range.")
+        return "\n".join(["Timeline, oldest first:", *lines])
+
+    return timeline_tool
