@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agent.commands import bench, events, kb, look, model, watch
+from agent.commands import ask, bench, events, kb, look, model, watch
 from agent.commands.common import configure_logging, err_console, set_global_overrides
 from agent.errors import ScenewatchError
 
@@ -39,6 +39,7 @@ bench.register(app)
 watch.register(app)
 events.register(app)
 kb.register(app)
+ask.register(app)
 
 
 def main() -> None:
