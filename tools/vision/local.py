@@ -74,6 +74,9 @@ class LocalQwenBackend:
     processor, whose ``size`` is set to the same budget.
     """
 
+    # Optional faster greedy decoder with model.generate's signature (tools.vision.fast_decode).
+    decoder: Any = None
+
     def __init__(
         self,
         model: str,
@@ -183,7 +186,8 @@ class LocalQwenBackend:
         if first.min_new_tokens:
             gen_kwargs["min_new_tokens"] = first.min_new_tokens
         with torch.inference_mode():
-            output = self.model.generate(**inputs, **gen_kwargs)
+            generate = self.decoder.generate if self.decoder is not None else self.model.generate
+            output = generate(**inputs, **gen_kwargs)
         prompt_len = inputs["input_ids"].shape[1]
         new_tokens = output[:, prompt_len:]
         texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
