@@ -19,10 +19,11 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import openai
 from langchain.agents import create_agent
 from langchain.agents.middleware import (
     AgentMiddleware,
@@ -46,10 +47,14 @@ from agent.config import Settings
 from agent.engine import Engine
 from agent.errors import ScenewatchError
 from memory.store import Observation, Store
+from memory.vectors import open_vectors
 from prompts import load_prompt
+from tools.chat_model import make_chat_model
 from tools.recall import Recaller, format_recalled
+from tools.registry import build_tools
 from tools.timeline import cite, clock
 from tools.vision.base import VisionBackend
+from tools.vision.factory import make_backend
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,7 @@ class ObservationContext:
     """What the model is told before each call: the window of the source and recalled observations."""
 
     store: Store
-    recaller: Recaller | None
+    recaller: Recaller
     source: str | None
     window: int = 5
     k: int = 5
@@ -73,7 +78,7 @@ class ObservationContext:
             lines.append(f"\nLatest observations of {self.source} (oldest first):")
             recent = self.store.recent(self.source, self.window)
             lines += [window_line(obs) for obs in recent] or ["- none yet"]
-        if self.recaller is not None and question.strip():
+        if question.strip():
             recalled = self.recaller.recall(question, source=self.source, k=self.k)
             lines.append("\nObservations recalled for the question (oldest first):")
             lines += format_recalled(recalled) or ["- none"]
@@ -179,25 +184,15 @@ def build_agent(
     )
 
 
-def _server_errors(settings: Settings) -> AbstractContextManager[None]:
+@contextmanager
+def _server_errors(settings: Settings) -> Iterator[None]:
     """OpenAI-compatible server failures as one-line ScenewatchErrors."""
-
-    @contextmanager
-    def translate() -> Iterator[None]:
-        import openai
-
-        try:
-            yield
-        except openai.APIConnectionError as exc:
-            raise ScenewatchError(
-                f"cannot reach the chat model server at {settings.openai_base_url}"
-            ) from exc
-        except openai.APIError as exc:
-            raise ScenewatchError(
-                f"the chat model server at {settings.openai_base_url} failed: {exc}"
-            ) from exc
-
-    return translate()
+    try:
+        yield
+    except openai.APIConnectionError as exc:
+        raise ScenewatchError(f"cannot reach the chat model server at {settings.openai_base_url}") from exc
+    except openai.APIError as exc:
+        raise ScenewatchError(f"the chat model server at {settings.openai_base_url} failed: {exc}") from exc
 
 
 class Assistant:
@@ -221,13 +216,10 @@ class Assistant:
     def stream(self, question: str) -> Iterator[str]:
         """The answer to ``question`` in pieces, as the model writes it."""
         with _server_errors(self.settings):
-            for chunk, meta in self.graph.stream(
+            for chunk, _ in self.graph.stream(
                 {"messages": [HumanMessage(question)]}, self.config, stream_mode="messages"
             ):
-                is_reply = (
-                    isinstance(chunk, AIMessage | AIMessageChunk) and meta.get("langgraph_node") != "tools"
-                )
-                if is_reply and chunk.text:
+                if isinstance(chunk, AIMessage | AIMessageChunk) and chunk.text:
                     yield chunk.text
 
     @property
@@ -250,7 +242,7 @@ def open_checkpointer(settings: Settings) -> SqliteSaver:
         raise ScenewatchError(f"cannot open the conversation store {path}: {exc}") from exc
 
 
-def default_source(store: Store, source: str | None) -> str | None:
+def default_source(store: Store, source: str | None) -> str:
     """The source a conversation is about: the one given, else the last one watched."""
     if source:
         return source
@@ -274,10 +266,6 @@ def open_assistant(
     on_context: Callable[[str], None] | None = None,
 ) -> Iterator[Assistant]:
     """An assistant over ``settings.db_path``; builds (and closes) what is not given."""
-    from tools.chat_model import make_chat_model
-    from tools.registry import build_tools
-    from tools.vision.factory import make_backend
-
     if not settings.db_path.is_file() and not source:
         raise ScenewatchError(f"no observation database at {settings.db_path}: run `scenewatch watch` first")
     with ExitStack() as stack:
@@ -291,8 +279,6 @@ def open_assistant(
             stack.callback(owned.close)
             engine = owned
         if recaller is None:
-            from memory.vectors import open_vectors
-
             recaller = stack.enter_context(open_vectors(store, settings))
         checkpointer = open_checkpointer(settings)
         stack.callback(checkpointer.conn.close)
@@ -305,4 +291,6 @@ def open_assistant(
             checkpointer=checkpointer,
             on_context=on_context,
         )
-        yield Assistant(graph, settings, thread=thread or settings.agent_thread or uuid.uuid4().hex[:8])
+        thread = thread or settings.agent_thread or uuid.uuid4().hex[:8]
+        log.info("conversation thread %s (continue it with --thread %s)", thread, thread)
+        yield Assistant(graph, settings, thread=thread)
