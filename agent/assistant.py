@@ -47,10 +47,10 @@ from agent.config import Settings
 from agent.engine import Engine
 from agent.errors import ScenewatchError
 from memory.store import Observation, Store
-from memory.vectors import open_vectors
+from memory.vectors import VectorIndex, open_vectors
 from prompts import load_prompt
 from tools.chat_model import make_chat_model
-from tools.recall import Recaller, format_recalled
+from tools.recall import format_recalled
 from tools.registry import build_tools
 from tools.timeline import cite, clock
 from tools.vision.base import VisionBackend
@@ -64,7 +64,7 @@ class ObservationContext:
     """What the model is told before each call: the window of the source and recalled observations."""
 
     store: Store
-    recaller: Recaller
+    vectors: VectorIndex
     source: str | None
     window: int = 5
     k: int = 5
@@ -79,7 +79,7 @@ class ObservationContext:
             recent = self.store.recent(self.source, self.window)
             lines += [window_line(obs) for obs in recent] or ["- none yet"]
         if question.strip():
-            recalled = self.recaller.recall(question, source=self.source, k=self.k)
+            recalled = self.vectors.recall(question, source=self.source, k=self.k)
             lines.append("\nObservations recalled for the question (oldest first):")
             lines += format_recalled(recalled) or ["- none"]
         return "\n".join(lines)
@@ -262,7 +262,7 @@ def open_assistant(
     thread: str | None = None,
     engine: VisionBackend | None = None,
     chat_model: BaseChatModel | None = None,
-    recaller: Recaller | None = None,
+    vectors: VectorIndex | None = None,
     on_context: Callable[[str], None] | None = None,
 ) -> Iterator[Assistant]:
     """An assistant over ``settings.db_path``; builds (and closes) what is not given."""
@@ -278,14 +278,14 @@ def open_assistant(
             )
             stack.callback(owned.close)
             engine = owned
-        if recaller is None:
-            recaller = stack.enter_context(open_vectors(store, settings))
+        if vectors is None:
+            vectors = stack.enter_context(open_vectors(store, settings))
         checkpointer = open_checkpointer(settings)
         stack.callback(checkpointer.conn.close)
-        context = ObservationContext(store, recaller, topic, window=settings.window, k=settings.recall_k)
+        context = ObservationContext(store, vectors, topic, window=settings.window, k=settings.recall_k)
         graph = build_agent(
             chat_model or make_chat_model(settings, engine),
-            build_tools(engine, store, settings, recaller=recaller, source=topic),
+            build_tools(engine, store, settings, vectors=vectors, source=topic),
             context,
             settings,
             checkpointer=checkpointer,

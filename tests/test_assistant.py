@@ -208,6 +208,6 @@ def test_no_observations_is_a_clear_error(tmp_path: Path) -> None:
     settings = Settings(db=tmp_path / "empty.db")
     with (
         pytest.raises(ScenewatchError, match="no observations in"),
-        open_assistant(settings, engine=ScriptedBackend(), recaller=None),
+        open_assistant(settings, engine=ScriptedBackend()),
     ):
         pass

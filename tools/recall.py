@@ -4,33 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Protocol
 
 from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, Field
 
-from tools.timeline import Timed, cite, parse_when
-
-
-class Recalled(Timed, Protocol):
-    """An observation found by meaning."""
-
-    source: str
-    summary: str
-    score: float
-
-
-class Recaller(Protocol):
-    """Vector search over observations (``memory.vectors``)."""
-
-    def recall(
-        self,
-        query: str,
-        source: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        k: int = 5,
-    ) -> Sequence[Recalled]: ...
+from memory.vectors import Recalled, VectorIndex
+from tools.timeline import cite, parse_when
 
 
 def format_recalled(found: Sequence[Recalled]) -> list[str]:
@@ -47,7 +26,7 @@ class RecallArgs(BaseModel):
     until: str | None = Field(default=None, description="only observations up to this time (10m, 14:30)")
 
 
-def make_recall_tool(recaller: Recaller, k: int = 5) -> BaseTool:
+def make_recall_tool(vectors: VectorIndex, k: int = 5) -> BaseTool:
     """``recall``: the ``k`` observations closest in meaning to a query (one search at a time:
     the vector index is not thread-safe and the agent may run tool calls in parallel)."""
     lock = threading.Lock()
@@ -59,7 +38,7 @@ def make_recall_tool(recaller: Recaller, k: int = 5) -> BaseTool:
         times: use it for "when did ...", "did anyone ...", "was there ever ..." questions."""
         start, end = parse_when(since) if since else None, parse_when(until) if until else None
         with lock:
-            found = recaller.recall(query, since=start, until=end, k=k)
+            found = vectors.recall(query, since=start, until=end, k=k)
         if not found:
             return f"No observations match {query!r} in that time range."
         return "\n".join([f"Observations matching {query!r}, oldest first:", *format_recalled(found)])

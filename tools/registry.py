@@ -6,10 +6,11 @@ from langchain_core.tools import BaseTool
 
 from agent.config import Settings
 from memory.store import Store
+from memory.vectors import VectorIndex
 from tools.compare import make_compare_tool
 from tools.look import make_look_tool
 from tools.narrate import make_narrate_tool
-from tools.recall import Recaller, make_recall_tool
+from tools.recall import make_recall_tool
 from tools.timeline import make_timeline_tool
 from tools.troubleshoot import make_troubleshoot_tool
 from tools.vision.base import VisionBackend
@@ -20,7 +21,7 @@ def build_tools(
     store: Store,
     settings: Settings,
     *,
-    recaller: Recaller,
+    vectors: VectorIndex,
     source: str | None = None,
 ) -> list[BaseTool]:
     """look, compare, recall, timeline, narrate and troubleshoot.
@@ -32,7 +33,7 @@ def build_tools(
     return [
         make_look_tool(engine, store, settings, source),
         make_compare_tool(engine, store, settings, source),
-        make_recall_tool(recaller, k=settings.recall_k),
+        make_recall_tool(vectors, k=settings.recall_k),
         make_timeline_tool(store),
         make_narrate_tool(engine, store, settings),
         make_troubleshoot_tool(engine, settings),
