@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -60,6 +61,15 @@ class FrameSource(Protocol):
     def frames(self, stop: threading.Event) -> Iterator[Frame]: ...
 
     def close(self) -> None: ...
+
+
+def quiet_video_logs() -> None:
+    """Silence OpenCV's and FFmpeg's own stderr chatter (each reconnect attempt prints several lines).
+
+    Failures are logged by this module instead. Call before the first capture is opened.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def is_live(spec: str) -> bool:
@@ -186,7 +196,7 @@ class LiveSource:
         self._latest: tuple[np.ndarray, float, int] | None = None
         self._changed = threading.Condition()
         self._reader: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()  # this source only: the watch's stop event is not touched
         _live_sources[name] = self
 
     def _open(self) -> cv2.VideoCapture | None:
@@ -196,27 +206,27 @@ class LiveSource:
         cap.release()
         return None
 
-    def _read_loop(self, stop: threading.Event) -> None:
+    def _read_loop(self) -> None:
         failures = 0
-        while not stop.is_set():
+        while not self._halt.is_set():
             cap = self._open()
             read_any = False
             if cap is not None:
-                while not stop.is_set():
+                while not self._halt.is_set():
                     ok, image = cap.read()
                     if not ok or image is None:
                         break
                     read_any = True
                     self._publish(image)
                 cap.release()
-            if stop.is_set():
+            if self._halt.is_set():
                 return
             failures = 1 if read_any else failures + 1
             delay = min(self.reconnect_max_s, FIRST_BACKOFF_S * 2 ** (failures - 1))
             self.reconnects += 1
             what = "lost the stream" if read_any else "cannot connect" if cap is None else "no frames"
             log.warning("%s: %s; reconnect attempt %d in %.1f s", self.name, what, failures, delay)
-            stop.wait(delay)
+            self._halt.wait(delay)
 
     def _publish(self, image: np.ndarray) -> None:
         with self._changed:
@@ -224,20 +234,17 @@ class LiveSource:
             self._latest = (image, time.time(), sequence)
             self._changed.notify_all()
 
-    def start(self, stop: threading.Event) -> None:
+    def start(self) -> None:
         """Start the reader thread (``frames`` does it on first use)."""
         if self._reader is None:
-            self._stop = stop
-            self._reader = threading.Thread(
-                target=self._read_loop, args=(stop,), name=f"reader-{self.name}", daemon=True
-            )
+            self._reader = threading.Thread(target=self._read_loop, name=f"reader-{self.name}", daemon=True)
             self._reader.start()
 
     def newest(self, wait_s: float = 0.0, after: int = 0) -> tuple[np.ndarray, float, int] | None:
         """The newest frame (pixels, capture time, sequence number) newer than ``after``, if any."""
         until = time.monotonic() + wait_s
         with self._changed:
-            while (self._latest is None or self._latest[2] <= after) and not self._stop.is_set():
+            while (self._latest is None or self._latest[2] <= after) and not self._halt.is_set():
                 remaining = until - time.monotonic()
                 if remaining <= 0:
                     break
@@ -247,21 +254,22 @@ class LiveSource:
             return self._latest
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        self.start(stop)
+        self.start()
         seen = 0
         next_tick = time.monotonic()
-        while not stop.is_set():
-            if stop.wait(max(0.0, next_tick - time.monotonic())):
-                return
-            latest = self.newest(wait_s=1.0, after=seen)
-            if latest is None:
-                continue
-            image, ts, seen = latest
-            yield Frame(image, ts)
-            next_tick = max(next_tick + self.every_s, time.monotonic())
+        try:
+            while not stop.wait(max(0.0, next_tick - time.monotonic())):
+                latest = self.newest(wait_s=1.0, after=seen)
+                if latest is None:
+                    continue
+                image, ts, seen = latest
+                yield Frame(image, ts)
+                next_tick = max(next_tick + self.every_s, time.monotonic())
+        finally:
+            self._halt.set()
 
     def close(self) -> None:
-        self._stop.set()
+        self._halt.set()
         if self._reader is not None:
             self._reader.join(timeout=self.timeout_s + 1)
 

@@ -7,8 +7,8 @@ SQLite row, then the listeners in order, then the JSONL line, all under one lock
 listeners and the JSONL file see one observation at a time.
 
 Pipelining: a file or folder source keeps up to ``settings.pipeline_depth`` requests in
-flight, so the engine always has work to batch while
-the thread decodes the next frames. The window semantics follow from it: a prompt carries
+flight, so the engine always has work to batch while the thread decodes the next frames
+(with several sources, their requests share batches). The window semantics follow from it: a prompt carries
 the descriptions *committed* when its frame was submitted, so with depth D the up to D-1
 observations still in flight are not among them and ``changes`` compares with a slightly
 older observation. Live sources keep one request in flight: their next frame is the newest
@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import sqlite3
 import threading
 import time
 import zlib
@@ -149,7 +151,7 @@ def percentile(values: Sequence[float] | deque[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered), max(1, math.ceil(q / 100 * len(ordered)))) - 1]
 
 
 def source_slug(source: str) -> str:
@@ -197,16 +199,20 @@ class _SourceWorker:
         self.pending: deque[_Pending] = deque()
 
     def run(self) -> None:
+        """Watch the source to its end (or the stop event); errors end this source only, logged."""
         try:
             self._loop()
-        except ScenewatchError as exc:
+            self._finish_pending()
+        except (ScenewatchError, sqlite3.Error, OSError) as exc:  # the database or the disk failed
             self.stats.error = str(exc)
             log.error("%s: stopped: %s", self.source.name, exc)
         except Exception as exc:  # a bug or an unexpected library error: log it, keep the others going
             self.stats.error = f"{type(exc).__name__}: {exc}"
             log.exception("%s: stopped on an unexpected error", self.source.name)
         finally:
-            self._finish_pending()
+            for item in self.pending:  # left by an error: never committed
+                item.future.cancel()
+            self.stats.abandoned += len(self.pending)
             self.stats.failed += self.source.unreadable
             self.stats.video_s = self.source.video_s
             self.source.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -211,3 +212,21 @@ def test_stop_abandons_queued_work_and_keeps_what_was_committed(tmp_path: Path) 
     assert store.count() == summary.analysed == len(backend.requests)
     assert summary.abandoned >= 1
     assert store.execute("PRAGMA integrity_check")[0][0] == "ok"
+
+
+def test_a_database_failure_stops_that_source_with_a_message(
+    synthetic_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_add(self: Store, obs: Observation) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Store, "add", broken_add)
+    with caplog.at_level(logging.ERROR):
+        summary, _ = watch([synthetic_clip], Settings(home=tmp_path / "home"), counting_backend())
+    assert summary.errors == {str(synthetic_clip): "disk I/O error"}
+    assert "Traceback" not in caplog.text
+
+
+def test_an_unwritable_jsonl_path_is_a_clear_error(synthetic_clip: Path, tmp_path: Path) -> None:
+    with pytest.raises(ScenewatchError, match="cannot write"):
+        watch([synthetic_clip], Settings(home=tmp_path / "home"), counting_backend(), jsonl=tmp_path)

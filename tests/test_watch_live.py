@@ -166,3 +166,18 @@ def test_a_killed_watch_leaves_a_consistent_complete_database(
         connection.close()
     assert len(lines) >= 3
     assert all(rows.get(line["id"]) == line["summary"] for line in lines)
+
+
+def test_a_watch_of_a_dead_url_keeps_retrying_until_stopped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = MjpegServer()
+    url = server.url
+    server.server_close()  # nothing listens there any more
+    settings = Settings(home=tmp_path / "home", every_s=0.2, reconnect_max_s=0.2, stream_timeout_s=0.5)
+    stop = threading.Event()
+    threading.Timer(1.5, stop.set).start()
+    with Engine(ScriptedBackend(default="{}")) as engine:
+        summary = run_watch([url], settings, engine=engine, store=Store(settings.db_path), stop=stop)
+    assert summary.sampled == summary.analysed == 0 and not summary.errors
+    assert "cannot connect; reconnect attempt 2" in caplog.text

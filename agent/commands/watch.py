@@ -17,7 +17,7 @@ from agent.durations import parse_duration
 from agent.engine import Engine
 from agent.errors import ScenewatchError
 from agent.listeners import ObservationListener
-from agent.sources import is_live
+from agent.sources import is_live, quiet_video_logs
 from agent.watch import run_watch
 from memory.store import Store
 from tools.vision.factory import make_backend
@@ -120,6 +120,8 @@ def watch(
         db=db,
     )
     questions = watch_questions(question)
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        quiet_video_logs()
     for spec in sources:  # before the model loads: a typo should not cost a minute
         if not is_live(spec) and not Path(spec).expanduser().exists():
             raise ScenewatchError(f"source not found: {spec}")
