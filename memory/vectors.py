@@ -1,0 +1,479 @@
+"""The vector index over observations: Chroma through langchain-chroma, offline MiniLM embeddings.
+
+SQLite is the truth; this index is derived from it and can be rebuilt (:meth:`VectorIndex.reindex`).
+
+- **Where**: a local persistent Chroma at ``settings.chroma_dir``, or a Chroma server at
+  ``settings.chroma_url``; telemetry off, and always the explicit MiniLM embedding function.
+- **Shards**: observations are split by id into collections of ``shard_size`` (``observations-00000``,
+  ...). Chroma holds the HNSW graph of every collection it touches in memory; a watch process writes
+  only to the newest shard and, opened with ``release_shards=True``, lets go of a shard when it moves
+  to the next, so its memory is bounded by one shard, not by everything stored.
+- **Documents**: the summary (the raw answer when it did not parse) plus the changes when there are
+  any, clipped to :data:`MAX_DOCUMENT_CHARS`. Objects and actions are left out: the summary names
+  what matters, and short texts keep embedding fast.
+- **Metadata**: ``source`` (str), ``ts`` (epoch float), ``video_t`` (float, -1 when none),
+  ``episode`` (int, -1 when none). The Chroma id is the observation id, so re-adding is idempotent.
+- **Recall with filters**: Chroma's own ``where`` filter costs 40-300 ms over 100,000 vectors
+  (evaluating the metadata, then a filtered graph walk), so the range is planned through SQLite
+  (covering indexes on ``ts`` and ``source, ts``) shard by shard: a few candidates are compared
+  exactly, a wide range over-fetches from the graph and keeps what is in range, anything between
+  searches the graph limited to the candidate ids. Results are never outside the range.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from agent.config import Settings
+from agent.errors import ScenewatchError
+from memory.embeddings import minilm_embeddings
+from memory.store import Observation, Store
+
+if TYPE_CHECKING:
+    from langchain_chroma import Chroma
+
+log = logging.getLogger(__name__)
+
+SHARD_SIZE = 20_000
+MAX_DOCUMENT_CHARS = 240
+EXACT_MAX = 300  # candidates in a shard compared exactly (fetching their vectors beats a filtered walk)
+WIDE_FRACTION = 0.2  # a shard this much in range is searched unfiltered, over-fetching
+OVERFETCH_MAX = 400
+_PREFIX = "observations-"
+_NO_CHANGE = {"", "none", "no change", "no changes", "nothing", "n/a"}
+
+Plan = Literal["auto", "where"]
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """An observation found by meaning; ``score`` is the cosine similarity (1 is identical)."""
+
+    id: int
+    source: str
+    ts: float
+    video_t: float | None
+    summary: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def changes_text(changes: str) -> str:
+    """The changes an observation reports, or "" when it says there were none."""
+    text = " ".join(changes.split())
+    return "" if text.lower().rstrip(".") in _NO_CHANGE else text
+
+
+def document_text(obs: Observation) -> str:
+    """The text embedded for an observation: summary (or raw answer) plus its changes, clipped."""
+    text = " ".join((obs.summary or obs.raw).split())
+    changes = changes_text(obs.changes)
+    if changes and changes.lower() not in text.lower():
+        text = f"{text} Changes: {changes}" if text else changes
+    if len(text) > MAX_DOCUMENT_CHARS:
+        text = text[:MAX_DOCUMENT_CHARS].rsplit(" ", 1)[0]
+    return text
+
+
+def metadata(obs: Observation) -> dict[str, str | float | int]:
+    """Chroma metadata for an observation: numbers and strings only (sentinels for missing values)."""
+    return {
+        "source": obs.source,
+        "ts": float(obs.ts),
+        "video_t": float(obs.video_t) if obs.video_t is not None else -1.0,
+        "episode": int(obs.episode_id) if obs.episode_id is not None else -1,
+    }
+
+
+def where_filter(
+    source: str | None = None, since: float | None = None, until: float | None = None
+) -> dict[str, Any] | None:
+    """The Chroma ``where`` filter for a source and an inclusive epoch range (None: no filter)."""
+    clauses: list[dict[str, Any]] = []
+    if source is not None:
+        clauses.append({"source": source})
+    if since is not None:
+        clauses.append({"ts": {"$gte": float(since)}})
+    if until is not None:
+        clauses.append({"ts": {"$lte": float(until)}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def chroma_client(settings: Settings) -> Any:
+    """A Chroma client: the server at ``chroma_url``, else the local folder; telemetry off."""
+    import chromadb
+
+    client_settings = chromadb.config.Settings(anonymized_telemetry=False)
+    try:
+        if settings.chroma_url:
+            url = urlsplit(settings.chroma_url)
+            if not url.hostname:
+                raise ScenewatchError(f"not a Chroma server URL: {settings.chroma_url!r}")
+            https = url.scheme == "https"
+            return chromadb.HttpClient(
+                host=url.hostname,
+                port=url.port or (443 if https else 8000),
+                ssl=https,
+                settings=client_settings,
+            )
+        settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=client_settings)
+    except ScenewatchError:
+        raise
+    except Exception as exc:
+        where = settings.chroma_url or settings.chroma_dir
+        raise ScenewatchError(f"cannot open the vector index at {where}: {exc}") from exc
+
+
+class MemoryEmbeddings(Embeddings):
+    """MiniLM (``minilm_embeddings()``) as the memory uses it: loaded on first use (deleting or
+    counting vectors needs no model), and run under bf16 autocast on CPUs with native bf16
+    (``avx512_bf16``/``amx_bf16``): half the CPU time, vectors within 0.99998 cosine of float32.
+    """
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        with _autocast():
+            return minilm_embeddings().embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        with _autocast():
+            return minilm_embeddings().embed_query(text)
+
+
+@cache
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (Linux: the flags in /proc/cpuinfo)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def _autocast() -> AbstractContextManager[Any]:
+    if not native_bf16():
+        return nullcontext()
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+class VectorIndex:
+    """The observation vectors of one store: add, delete, recall, rebuild.
+
+    ``recall`` has the signature the agent's recall tool expects. Not thread-safe: give each
+    thread its own index (the background indexer opens its own).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        embeddings: Embeddings | None = None,
+        shard_size: int = SHARD_SIZE,
+        release_shards: bool = False,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.embeddings = embeddings or MemoryEmbeddings()
+        self.shard_size = shard_size
+        self._release_shards = release_shards
+        self._client = chroma_client(settings)
+        self._shards: dict[int, Chroma] = {}
+        self._last_written: int | None = None
+
+    # -- shards ---------------------------------------------------------------------------------
+
+    def shard_of(self, observation_id: int) -> int:
+        return (observation_id - 1) // self.shard_size
+
+    def _shard(self, shard: int) -> Chroma:
+        if shard not in self._shards:
+            from langchain_chroma import Chroma
+
+            self._shards[shard] = Chroma(
+                collection_name=f"{_PREFIX}{shard:05d}",
+                embedding_function=self.embeddings,
+                client=self._client,
+                collection_configuration={"hnsw": {"space": "cosine"}},
+            )
+        return self._shards[shard]
+
+    def _collections(self) -> dict[int, Any]:
+        return {
+            int(c.name.removeprefix(_PREFIX)): c
+            for c in self._client.list_collections()
+            if c.name.startswith(_PREFIX)
+        }
+
+    def shards(self) -> list[int]:
+        """The shards that exist, in order."""
+        return sorted(self._collections())
+
+    def _reopen(self) -> None:
+        """Close the client (Chroma frees the graphs it holds once no client of this folder is left)."""
+        self._shards.clear()
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
+        self._client = chroma_client(self.settings)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def add(self, observations: Sequence[Observation]) -> int:
+        """Embed and upsert committed observations (ids set); returns how many were written."""
+        by_shard: dict[int, list[Observation]] = {}
+        for obs in observations:
+            if obs.id is None:
+                raise ValueError("only committed observations (with an id) can be indexed")
+            by_shard.setdefault(self.shard_of(obs.id), []).append(obs)
+        for shard, group in sorted(by_shard.items()):
+            if self._release_shards and self._last_written not in (None, shard):
+                self._reopen()
+            self._last_written = shard
+            step = self._client.get_max_batch_size()
+            for start in range(0, len(group), step):
+                chunk = group[start : start + step]
+                self._shard(shard).add_texts(
+                    [document_text(obs) for obs in chunk],
+                    metadatas=[metadata(obs) for obs in chunk],
+                    ids=[str(obs.id) for obs in chunk],
+                )
+        return len(observations)
+
+    def delete(self, ids: Iterable[int]) -> None:
+        """Remove vectors by observation id; shards left empty are dropped."""
+        by_shard: dict[int, list[str]] = {}
+        for i in ids:
+            by_shard.setdefault(self.shard_of(i), []).append(str(i))
+        existing = set(self.shards())
+        for shard, group in by_shard.items():
+            if shard not in existing:
+                continue
+            collection = self._shard(shard)
+            collection.delete(ids=group)
+            if not collection.get(limit=1, include=[])["ids"]:
+                collection.delete_collection()
+                del self._shards[shard]
+
+    def clear(self) -> None:
+        """Drop every shard."""
+        for shard in self.shards():
+            self._shard(shard).delete_collection()
+        self._shards.clear()
+
+    def reindex(self, batch: int | None = None, progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild the index from SQLite: drop every vector, embed every observation again.
+
+        ``progress(n)`` is called after each batch with the number just indexed.
+        """
+        self.clear()
+        self.store.execute("UPDATE observations SET indexed = 0 WHERE indexed != 0")
+        done = 0
+        for chunk in self.store.iter_all(batch=batch or self.settings.index_batch):
+            self.add(chunk)
+            self.store.mark_indexed([obs.id for obs in chunk if obs.id is not None])
+            done += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        return done
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        """How many vectors the index holds."""
+        return sum(collection.count() for collection in self._collections().values())
+
+    def recall(
+        self,
+        query: str,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        k: int = 5,
+        *,
+        plan: Plan = "auto",
+    ) -> list[Recalled]:
+        """The ``k`` observations closest in meaning to ``query``, best first, within the filters.
+
+        ``plan="where"`` leaves the filtering to Chroma's ``where`` filter (slower on large
+        indexes; kept to compare against).
+        """
+        if k <= 0 or (since is not None and until is not None and since > until):
+            return []
+        vector = self.embeddings.embed_query(query)
+        filtered = source is not None or since is not None or until is not None
+        hits: list[tuple[int, float]] = []
+        for shard in self.shards():
+            if not filtered:
+                hits += self._search(shard, vector, k)
+            elif plan == "where":
+                hits += self._search(shard, vector, k, where=where_filter(source, since, until))
+            else:
+                hits += self._search_range(shard, vector, k, source, since, until)
+        hits.sort(key=lambda hit: hit[1])
+        return self._hydrate(hits, k, source, since, until)
+
+    def _search(
+        self,
+        shard: int,
+        vector: list[float],
+        k: int,
+        *,
+        where: dict[str, Any] | None = None,
+        ids: list[int] | None = None,
+    ) -> list[tuple[int, float]]:
+        kwargs: dict[str, Any] = {"ids": [str(i) for i in ids]} if ids is not None else {}
+        found = self._shard(shard).similarity_search_by_vector_with_relevance_scores(
+            vector, k=k, filter=where, **kwargs
+        )
+        return [(int(doc.id), distance) for doc, distance in found if doc.id is not None]
+
+    def _search_range(
+        self,
+        shard: int,
+        vector: list[float],
+        k: int,
+        source: str | None,
+        since: float | None,
+        until: float | None,
+    ) -> list[tuple[int, float]]:
+        low, high = shard * self.shard_size + 1, (shard + 1) * self.shard_size
+        clause, params = range_sql("ts", "ts", since, until, source)
+        in_range = self.store.execute(
+            f"SELECT COUNT(*) FROM observations WHERE {clause} AND id BETWEEN ? AND ?", [*params, low, high]
+        )[0][0]
+        if not in_range:
+            return []
+        if in_range <= EXACT_MAX:
+            return self._exact(shard, vector, k, self._ids(clause, params, low, high))
+        total = self.store.execute("SELECT COUNT(*) FROM observations WHERE id BETWEEN ? AND ?", (low, high))
+        fraction = in_range / max(total[0][0], 1)
+        if fraction >= WIDE_FRACTION:
+            fetch = min(OVERFETCH_MAX, math.ceil(3 * k / fraction) + k)
+            found = self._search(shard, vector, fetch)
+            kept = self._keep_in_range([i for i, _ in found], clause, params)
+            hits = [hit for hit in found if hit[0] in kept]
+            if len(hits) >= k or len(found) < fetch:
+                return hits[:k]
+        candidates = self._ids(f"{clause} AND indexed = 1", params, low, high)
+        try:
+            return self._search(shard, vector, k, ids=candidates)
+        except Exception as exc:  # a vector SQLite counts as indexed is missing: compare exactly
+            log.warning(
+                "vector index out of step with the database (%s): run `scenewatch memory reindex`", exc
+            )
+            return self._exact(shard, vector, k, candidates)
+
+    def _ids(self, clause: str, params: list[Any], low: int, high: int) -> list[int]:
+        rows = self.store.execute(
+            f"SELECT id FROM observations WHERE {clause} AND id BETWEEN ? AND ?", [*params, low, high]
+        )
+        return [row[0] for row in rows]
+
+    def _keep_in_range(self, ids: list[int], clause: str, params: list[Any]) -> set[int]:
+        if not ids:
+            return set()
+        rows = self.store.execute(
+            f"SELECT id FROM observations WHERE {clause} AND id IN ({', '.join('?' * len(ids))})",
+            [*params, *ids],
+        )
+        return {row[0] for row in rows}
+
+    def _exact(self, shard: int, vector: list[float], k: int, ids: list[int]) -> list[tuple[int, float]]:
+        got = self._shard(shard).get(ids=[str(i) for i in ids], include=["embeddings"])
+        if not got["ids"]:
+            return []
+        distances = 1.0 - np.asarray(got["embeddings"], dtype=np.float32) @ np.asarray(vector, np.float32)
+        best = np.argsort(distances)[:k]
+        return [(int(got["ids"][i]), float(distances[i])) for i in best]
+
+    def _hydrate(
+        self,
+        hits: list[tuple[int, float]],
+        k: int,
+        source: str | None,
+        since: float | None,
+        until: float | None,
+    ) -> list[Recalled]:
+        """Rows from SQLite (the truth) for the best hits (sorted); vectors whose row is gone are skipped."""
+        distance = dict(hits)
+        found: list[Recalled] = []
+        for obs in self.store.get_many([i for i, _ in hits]):
+            if obs.id is None or not _in_range(obs, source, since, until):
+                continue
+            score = 1.0 - distance[obs.id]
+            found.append(Recalled(obs.id, obs.source, obs.ts, obs.video_t, obs.summary or obs.raw, score))
+            if len(found) == k:
+                break
+        return found
+
+    # -- upkeep ---------------------------------------------------------------------------------
+
+    def disk_bytes(self) -> int:
+        """Size of the local vector folder (0 for a Chroma server)."""
+        return 0 if self.settings.chroma_url else folder_bytes(self.settings.chroma_dir)
+
+    def close(self) -> None:
+        self._shards.clear()
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
+
+
+def range_sql(
+    start: str, end: str, since: float | None, until: float | None, source: str | None
+) -> tuple[str, list[Any]]:
+    """A WHERE clause for rows whose span [``start``, ``end``] overlaps [since, until], of one source."""
+    clauses, params = ["1"], []
+    if since is not None:
+        clauses.append(f"{end} >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append(f"{start} <= ?")
+        params.append(until)
+    if source is not None:
+        clauses.append("source = ?")
+        params.append(source)
+    return " AND ".join(clauses), params
+
+
+def _in_range(obs: Observation, source: str | None, since: float | None, until: float | None) -> bool:
+    return (
+        (source is None or obs.source == source)
+        and (since is None or obs.ts >= since)
+        and (until is None or obs.ts <= until)
+    )
+
+
+def folder_bytes(path: Path) -> int:
+    """Total size of the files under ``path`` (0 if it does not exist)."""
+    if not path.exists():
+        return 0
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+@contextmanager
+def open_vectors(store: Store, settings: Settings, **options: Any) -> Iterator[VectorIndex]:
+    """A :class:`VectorIndex` over ``store``, closed at the end."""
+    index = VectorIndex(store, settings, **options)
+    try:
+        yield index
+    finally:
+        index.close()
