@@ -1,0 +1,286 @@
+"""Episodes: consecutive observations of one source in the same state, merged into a time span.
+
+Two observations are in the same state when the people count and the watch answers are equal and
+the summaries mean the same (cosine similarity of their MiniLM embeddings at least
+``settings.episode_similarity``). Each observation is compared with its episode's first observation,
+the representative whose summary and thumbnail stand for the episode, so slow drift still ends an
+episode. An unparsed answer has no count or answers to compare: its text is compared instead. A
+silence longer than ``settings.episode_gap_s`` also starts a new episode.
+
+The timeline (:func:`timeline`) lists episodes and, when the rules engine's ``events`` table
+exists, the events of a time range.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from agent.config import Settings
+from memory.store import Observation, Store
+from memory.vectors import MemoryEmbeddings, changes_text, range_sql
+
+log = logging.getLogger(__name__)
+
+TEXT_SIMILARITY = 0.6  # difflib ratio that keeps an episode going when an answer did not parse
+
+EPISODES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS episodes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    start_ts REAL NOT NULL,
+    end_ts REAL NOT NULL,
+    observations INTEGER NOT NULL DEFAULT 1,
+    summary TEXT NOT NULL DEFAULT '',
+    changes TEXT NOT NULL DEFAULT '',
+    people INTEGER,
+    answers TEXT NOT NULL DEFAULT '{}',
+    thumb_path TEXT,
+    first_observation INTEGER,
+    closed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS episodes_source_start ON episodes (source, start_ts);
+CREATE INDEX IF NOT EXISTS episodes_start ON episodes (start_ts);
+CREATE INDEX IF NOT EXISTS episodes_end ON episodes (end_ts);
+"""
+
+
+@dataclass
+class Episode:
+    """A span of time in which one source stayed in one state."""
+
+    id: int
+    source: str
+    start_ts: float
+    end_ts: float
+    observations: int
+    summary: str
+    changes: str = ""
+    people: int | None = None
+    answers: dict[str, bool] = field(default_factory=dict)
+    thumb_path: str | None = None
+    closed: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_ts - self.start_ts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "duration_s": self.duration_s}
+
+
+def _row_to_episode(row: Any) -> Episode:
+    return Episode(
+        id=row["id"],
+        source=row["source"],
+        start_ts=row["start_ts"],
+        end_ts=row["end_ts"],
+        observations=row["observations"],
+        summary=row["summary"],
+        changes=row["changes"],
+        people=row["people"],
+        answers=json.loads(row["answers"]),
+        thumb_path=row["thumb_path"],
+        closed=bool(row["closed"]),
+    )
+
+
+@dataclass
+class _Open:
+    episode: Episode
+    vector: np.ndarray | None  # the representative's summary embedding (None when unparsed)
+    text: str
+
+
+class EpisodeTracker:
+    """An :class:`~agent.listeners.ObservationListener` that assigns each observation its episode.
+
+    Run it first among the listeners: it sets ``obs.episode_id`` (and stores it) for the ones after.
+    It embeds one summary per observation (a few milliseconds) and holds one open episode per source.
+    """
+
+    def __init__(self, store: Store, settings: Settings, *, embeddings: Embeddings | None = None) -> None:
+        store.ensure_schema(EPISODES_SCHEMA)
+        self.store = store
+        self.similarity = settings.episode_similarity
+        self.gap_s = settings.episode_gap_s
+        self.embeddings = embeddings or MemoryEmbeddings()
+        self._open: dict[str, _Open] = {}
+
+    def on_observation(self, obs: Observation) -> None:
+        try:
+            self._track(obs)
+        except Exception:  # a listener never stops the watch
+            log.exception("episode tracking failed on observation %s", obs.id)
+
+    def close(self) -> None:
+        """Close every open episode (a later watch starts new ones)."""
+        for current in self._open.values():
+            self._close(current.episode)
+        self._open.clear()
+
+    def _track(self, obs: Observation) -> None:
+        if obs.id is None:
+            return
+        vector = self._embed(obs.summary) if obs.parsed and obs.summary.strip() else None
+        current = self._open.get(obs.source)
+        if current is None:
+            # A new watch of this source: whatever an earlier run left open is over.
+            self.store.execute(
+                "UPDATE episodes SET closed = 1 WHERE source = ? AND closed = 0", (obs.source,)
+            )
+        if current is not None and self._same_state(current, obs, vector):
+            self.store.execute(
+                "UPDATE episodes SET end_ts = MAX(end_ts, ?), observations = observations + 1 WHERE id = ?",
+                (obs.ts, current.episode.id),
+            )
+            current.episode.end_ts = max(current.episode.end_ts, obs.ts)
+            current.episode.observations += 1
+        else:
+            if current is not None:
+                self._close(current.episode)
+            current = _Open(self._start(obs), vector, obs.summary or obs.raw)
+            self._open[obs.source] = current
+        obs.episode_id = current.episode.id
+        self.store.set_episode(obs.id, current.episode.id)
+
+    def _same_state(self, current: _Open, obs: Observation, vector: np.ndarray | None) -> bool:
+        episode = current.episode
+        if obs.ts - episode.end_ts > self.gap_s:
+            return False
+        if vector is None or current.vector is None:
+            return text_similarity(current.text, obs.summary or obs.raw) >= TEXT_SIMILARITY
+        if obs.people != episode.people or obs.answers != episode.answers:
+            return False
+        return float(vector @ current.vector) >= self.similarity
+
+    def _embed(self, text: str) -> np.ndarray:
+        vector = np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
+        return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+    def _start(self, obs: Observation) -> Episode:
+        values = (obs.source, obs.ts, obs.ts, obs.summary or obs.raw, obs.changes, obs.people)
+        rows = self.store.execute(
+            "INSERT INTO episodes (source, start_ts, end_ts, summary, changes, people, answers, thumb_path,"
+            " first_observation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (*values, json.dumps(obs.answers), obs.thumb_path, obs.id),
+        )
+        return Episode(
+            rows[0][0],
+            obs.source,
+            obs.ts,
+            obs.ts,
+            1,
+            obs.summary or obs.raw,
+            obs.changes,
+            obs.people,
+            dict(obs.answers),
+            obs.thumb_path,
+        )
+
+    def _close(self, episode: Episode) -> None:
+        episode.closed = True
+        self.store.execute("UPDATE episodes SET closed = 1 WHERE id = ?", (episode.id,))
+
+
+def text_similarity(a: str, b: str) -> float:
+    """How alike two texts are, 0 to 1 (difflib's ratio over lower-cased words)."""
+    return difflib.SequenceMatcher(None, a.lower().split(), b.lower().split()).ratio()
+
+
+def episodes_between(
+    store: Store,
+    since: float | None = None,
+    until: float | None = None,
+    source: str | None = None,
+    limit: int | None = None,
+) -> list[Episode]:
+    """Episodes overlapping the range (epoch seconds, inclusive), oldest first."""
+    store.ensure_schema(EPISODES_SCHEMA)
+    clauses, params = range_sql("start_ts", "end_ts", since, until, source)
+    tail = f" LIMIT {int(limit)}" if limit is not None else ""
+    rows = store.execute(f"SELECT * FROM episodes WHERE {clauses} ORDER BY start_ts, id{tail}", params)
+    return [_row_to_episode(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One line of a timeline: an episode (a span) or an event (an instant)."""
+
+    kind: Literal["episode", "event"]
+    source: str
+    start: float
+    end: float
+    text: str
+    detail: str = ""
+    observations: int = 0
+    changes: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "duration_s": self.duration_s}
+
+
+def timeline(
+    store: Store,
+    since: float | None = None,
+    until: float | None = None,
+    source: str | None = None,
+    limit: int | None = None,
+) -> list[TimelineEntry]:
+    """Episodes and events (when an ``events`` table exists) of the range, in time order."""
+    entries = [_episode_entry(ep) for ep in episodes_between(store, since, until, source, limit)]
+    if store.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"):
+        clauses, params = range_sql("ts", "ts", since, until, source)
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        rows = store.execute(
+            f"SELECT ts, source, rule, kind, severity, message FROM events WHERE {clauses} ORDER BY ts{tail}",
+            params,
+        )
+        entries += [_event_entry(row) for row in rows]
+    entries.sort(key=lambda entry: (entry.start, entry.kind != "episode"))
+    return entries[:limit] if limit is not None else entries
+
+
+def _episode_entry(episode: Episode) -> TimelineEntry:
+    state = [] if episode.people is None else [f"people {episode.people}"]
+    state += [f"{name} {'yes' if value else 'no'}" for name, value in episode.answers.items()]
+    return TimelineEntry(
+        "episode",
+        episode.source,
+        episode.start_ts,
+        episode.end_ts,
+        episode.summary,
+        ", ".join(state),
+        episode.observations,
+        changes_text(episode.changes),
+    )
+
+
+def _event_entry(row: Any) -> TimelineEntry:
+    detail = f"{row['rule']} ({row['kind']}, {row['severity']})"
+    return TimelineEntry("event", row["source"], row["ts"], row["ts"], row["message"], detail)
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``3m 20s``, ``2h 05m``, ``3d 4h``."""
+    seconds = max(0, round(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"

@@ -1,0 +1,124 @@
+"""Episodes: merging equal states, splitting on change, the timeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import Settings
+from memory.episodes import EpisodeTracker, episodes_between, format_duration, timeline
+from memory.store import Observation, Store
+
+EMPTY = "An empty office with a desk and a chair."
+TYPING = "A man in a blue shirt is typing at the desk."
+# (ts, summary, people, lights on, parsed, the episode it belongs to)
+SCRIPT = [
+    (0, EMPTY, 0, True, True, 1),
+    (10, "The office is empty, with a desk and a chair.", 0, True, True, 1),  # same meaning
+    (20, "An empty office: a desk, a chair and a lamp.", 0, True, True, 1),
+    (30, "A dog sleeps on the carpet of the empty office.", 0, True, True, 2),  # new meaning
+    (40, "A man in a blue shirt sits at the desk, typing.", 1, True, True, 3),  # a person came
+    (50, TYPING, 1, True, True, 3),
+    (60, TYPING, 1, False, True, 4),  # a watch answer changed
+    (70, TYPING, 2, False, True, 5),  # the people count changed
+    (500, TYPING, 2, False, True, 6),  # after a long silence
+    (510, TYPING, None, None, False, 6),  # unparsed, but the same text
+    (520, "<garbled ### output", None, None, False, 7),  # unparsed and different
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "db.sqlite")
+    yield store
+    store.close()
+
+
+def _observe(
+    store: Store, tracker: EpisodeTracker, source: str, ts: float, text: str, **fields
+) -> Observation:
+    parsed = fields.pop("parsed", True)
+    obs = Observation(source=source, ts=ts, summary=text if parsed else "", raw=text, parsed=parsed, **fields)
+    store.add(obs)
+    tracker.on_observation(obs)
+    return obs
+
+
+def test_episodes_merge_and_split_at_the_right_places(store: Store) -> None:
+    tracker = EpisodeTracker(store, Settings(episode_similarity=0.8, episode_gap_s=120))
+    assigned = []
+    for ts, summary, people, lights, parsed, _ in SCRIPT:
+        answers = {} if lights is None else {"lights_on": lights}
+        obs = _observe(store, tracker, "office", ts, summary, people=people, answers=answers, parsed=parsed)
+        assigned.append(obs.episode_id)
+        if ts in (10, 40):  # another source in between does not break this one's episodes
+            _observe(store, tracker, "door", ts + 1, "A closed front door.", people=0)
+    ordinal = {episode: n for n, episode in enumerate(dict.fromkeys(assigned), start=1)}
+    assert [ordinal[episode] for episode in assigned] == [step[-1] for step in SCRIPT]
+    assert [obs.episode_id for obs in store.between(source="office")] == assigned  # stored too
+    episodes = episodes_between(store, source="office")
+    assert [(ep.start_ts, ep.end_ts, ep.observations) for ep in episodes] == [
+        (0, 20, 3),
+        (30, 30, 1),
+        (40, 50, 2),
+        (60, 60, 1),
+        (70, 70, 1),
+        (500, 510, 2),
+        (520, 520, 1),
+    ]
+    assert (
+        episodes[0].summary == EMPTY
+        and episodes[0].people == 0
+        and episodes[0].answers == {"lights_on": True}
+    )
+    assert [ep.closed for ep in episodes] == [True] * 6 + [False]
+    door = episodes_between(store, source="door")
+    assert len(door) == 1 and door[0].observations == 2
+    tracker.close()
+    assert all(ep.closed for ep in episodes_between(store))
+
+
+def test_a_new_tracker_closes_what_an_earlier_run_left_open(store: Store) -> None:
+    first = EpisodeTracker(store, Settings())
+    _observe(store, first, "office", 0, EMPTY, people=0)  # the process dies without close()
+    second = EpisodeTracker(store, Settings())
+    obs = _observe(store, second, "office", 5, EMPTY, people=0)
+    episodes = episodes_between(store)
+    assert len(episodes) == 2 and episodes[0].closed and obs.episode_id == episodes[1].id
+
+
+def test_timeline_lists_episodes_and_events_in_time_order(store: Store) -> None:
+    tracker = EpisodeTracker(store, Settings())
+    for ts, text, people in ((100, EMPTY, 0), (160, EMPTY, 0), (400, TYPING, 1), (460, TYPING, 1)):
+        changes = "a man came in" if ts == 400 else ""
+        _observe(store, tracker, "office", ts, text, people=people, changes=changes)
+    assert [entry.kind for entry in timeline(store)] == ["episode", "episode"]  # no events table yet
+    store.ensure_schema(
+        "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, ts REAL, source TEXT, rule TEXT, "
+        "kind TEXT, severity TEXT, message TEXT)"
+    )
+    store.execute(
+        "INSERT INTO events (ts, source, rule, kind, severity, message) VALUES (?, ?, ?, ?, ?, ?)",
+        (400.0, "office", "person_seen", "state", "info", "someone is in the office"),
+    )
+    entries = timeline(store, since=150, until=1000)
+    assert [(e.kind, e.start, e.end) for e in entries] == [
+        ("episode", 100, 160),
+        ("episode", 400, 460),
+        ("event", 400, 400),
+    ]
+    assert entries[1].changes == "a man came in" and entries[1].detail == "people 1"
+    assert format_duration(entries[0].duration_s) == "1m 00s"
+    assert timeline(store, since=200, until=300) == []
+    assert [e.kind for e in timeline(store, since=450, source="office")] == ["episode"]
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (0, 45, 200, 7500, 3 * 86400 + 4 * 3600)] == [
+        "0s",
+        "45s",
+        "3m 20s",
+        "2h 05m",
+        "3d 4h",
+    ]
