@@ -44,24 +44,35 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 def _attn_in(
     h: torch.Tensor, w: tuple[torch.Tensor, ...], eps: float, cos: torch.Tensor, sin: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Norm, q/k/v projections, q/k norms and rope for one new token per row: (B, heads, 1, dim)."""
-    ln1, q_w, k_w, v_w, q_norm, k_norm = w[:6]
-    batch, dim = h.shape[0], q_norm.shape[0]
-    x = _rms(h, ln1, eps)
-    q = _rms(F.linear(x, q_w).view(batch, 1, -1, dim), q_norm, eps).transpose(1, 2)
-    k = _rms(F.linear(x, k_w).view(batch, 1, -1, dim), k_norm, eps).transpose(1, 2)
-    v = F.linear(x, v_w).view(batch, 1, -1, dim).transpose(1, 2)
+    """Norm, fused q/k/v projection, q/k norms and rope for one new token per row: (B, heads, 1, dim)."""
+    ln1, qkv_w, q_norm, k_norm = w[:4]
+    batch, dim, kv_rows = h.shape[0], q_norm.shape[0], w[4].shape[0]
+    q, k, v = F.linear(_rms(h, ln1, eps), qkv_w).split([qkv_w.shape[0] - 2 * kv_rows, kv_rows, kv_rows], -1)
+    q = _rms(q.view(batch, 1, -1, dim), q_norm, eps).transpose(1, 2)
+    k = _rms(k.view(batch, 1, -1, dim), k_norm, eps).transpose(1, 2)
+    v = v.view(batch, 1, -1, dim).transpose(1, 2)
     return _rotate(q, cos, sin), _rotate(k, cos, sin), v
 
 
 def _attn_out_mlp(
     h: torch.Tensor, attn: torch.Tensor, w: tuple[torch.Tensor, ...], eps: float
 ) -> torch.Tensor:
-    """Output projection, residual, norm, SwiGLU MLP, residual."""
-    o_w, ln2, gate_w, up_w, down_w = w[6:]
+    """Output projection, residual, norm, fused gate/up SwiGLU MLP, residual."""
+    o_w, ln2, gate_up_w, down_w = w[5:]
     h = h + F.linear(attn.reshape(h.shape[0], 1, -1), o_w)
-    x = _rms(h, ln2, eps)
-    return h + F.linear(F.silu(F.linear(x, gate_w)) * F.linear(x, up_w), down_w)
+    gate, up = F.linear(_rms(h, ln2, eps), gate_up_w).chunk(2, dim=-1)
+    return h + F.linear(F.silu(gate) * up, down_w)
+
+
+def _fuse(linears: list[torch.nn.Linear]) -> torch.Tensor:
+    """One matrix holding the linears' rows; each linear's weight becomes a view of it (no copy kept)."""
+    fused = torch.cat([linear.weight.data for linear in linears])
+    start = 0
+    for linear in linears:
+        rows = linear.weight.shape[0]
+        linear.weight.data = fused[start : start + rows]
+        start += rows
+    return fused
 
 
 @dataclass
@@ -123,24 +134,23 @@ class StaticDecoder:
         self.lm_head = model.lm_head.weight
         self.inv_freq = text.rotary_emb.inv_freq.float()
         self.rope_scale = float(text.rotary_emb.attention_scaling)
+        if any(layer.self_attn.q_proj.bias is not None for layer in text.layers):
+            raise ValueError("StaticDecoder expects Qwen3-VL's bias-free attention projections")
+        # Fused q/k/v and gate/up weights: two wide matrix-vector products instead of five narrow ones.
         self.layers = [
             (
                 layer.input_layernorm.weight,
-                layer.self_attn.q_proj.weight,
-                layer.self_attn.k_proj.weight,
-                layer.self_attn.v_proj.weight,
+                _fuse([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]),
                 layer.self_attn.q_norm.weight,
                 layer.self_attn.k_norm.weight,
+                layer.self_attn.k_proj.weight,
                 layer.self_attn.o_proj.weight,
                 layer.post_attention_layernorm.weight,
-                layer.mlp.gate_proj.weight,
-                layer.mlp.up_proj.weight,
+                _fuse([layer.mlp.gate_proj, layer.mlp.up_proj]),
                 layer.mlp.down_proj.weight,
             )
             for layer in text.layers
         ]
-        if any(layer.self_attn.q_proj.bias is not None for layer in text.layers):
-            raise ValueError("StaticDecoder expects Qwen3-VL's bias-free attention projections")
         gen = model.generation_config
         eos = gen.eos_token_id if gen.eos_token_id is not None else config.eos_token_id
         eos_ids = [eos] if isinstance(eos, int) else list(eos)
