@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agent.commands import ask, bench, events, kb, look, model, watch
+from agent.commands import ask, bench, events, kb, look, memory, model, watch
 from agent.commands.common import configure_logging, err_console, set_global_overrides
 from agent.errors import ScenewatchError
 
@@ -40,6 +40,7 @@ watch.register(app)
 events.register(app)
 kb.register(app)
 ask.register(app)
+memory.register(app)
 
 
 def main() -> None:

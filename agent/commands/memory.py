@@ -1,0 +1,289 @@
+"""``scenewatch recall``, ``timeline``, ``narrate``, ``memory`` (reindex, stats, prune), ``bench memory``."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from agent.commands.bench import bench_app
+from agent.commands.common import console, err_console, settings
+from agent.config import Settings
+from agent.durations import parse_duration, parse_since
+from agent.errors import ScenewatchError
+from memory.episodes import EPISODES_SCHEMA, format_duration, timeline
+from memory.store import Store
+from memory.vectors import folder_bytes, open_vectors
+from tools.timeline import clock, video_position
+
+memory_app = typer.Typer(
+    help="The observation memory: rebuild the vector index, statistics, pruning.", no_args_is_help=True
+)
+
+SINCE_HELP = "From this time: a duration ago (10m, 2h), a date (2024-05-01T12:00) or an epoch time."
+UNTIL_HELP = "Up to this time (same forms as --since); default now."
+
+
+@contextmanager
+def _store(cfg: Settings) -> Iterator[Store]:
+    if not cfg.db_path.is_file():
+        raise ScenewatchError(f"no observation database at {cfg.db_path}: run `scenewatch watch` first")
+    store = Store(cfg.db_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _range(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    start = parse_since(since) if since else None
+    end = parse_since(until) if until else None
+    if start is not None and end is not None and start > end:
+        raise ScenewatchError("--since is after --until")
+    return start, end
+
+
+def _printed_plainly(items: list[Any], as_json: bool, empty: str) -> bool:
+    """Print ``items`` as a JSON array, or ``empty`` when there are none; False: a table is wanted."""
+    if as_json:
+        typer.echo(json.dumps([item.to_dict() for item in items], ensure_ascii=False))
+    elif not items:
+        console.print(empty)
+    return as_json or not items
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def recall(
+    query: Annotated[str, typer.Argument(help='What to look for, in words: "someone at the door".')],
+    since: Annotated[str | None, typer.Option(help=SINCE_HELP)] = None,
+    until: Annotated[str | None, typer.Option(help=UNTIL_HELP)] = None,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    k: Annotated[
+        int | None, typer.Option("-k", min=1, help="How many observations (default recall_k).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """Find past observations by meaning, best match first, within a time range."""
+    cfg = settings()
+    start, end = _range(since, until)
+    with _store(cfg) as store, open_vectors(store, cfg) as index:
+        found = index.recall(query, source=source, since=start, until=end, k=k or cfg.recall_k)
+    if _printed_plainly(found, as_json, "no matching observations"):
+        return
+    table = Table("time", "source", "match", "video", "summary")
+    for item in found:
+        video = video_position(item.video_t) if item.video_t is not None else ""
+        table.add_row(clock(item.ts), escape(item.source), f"{item.score:.2f}", video, escape(item.summary))
+    console.print(table)
+
+
+def timeline_command(
+    since: Annotated[str, typer.Option(help=SINCE_HELP)] = "10m",
+    until: Annotated[str | None, typer.Option(help=UNTIL_HELP)] = None,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most lines shown (the earliest).")] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """Episodes (spans of an unchanged scene) and events in a time range, oldest first."""
+    cfg = settings()
+    start, end = _range(since, until)
+    with _store(cfg) as store:
+        entries = timeline(store, start, end, source, limit=limit)
+    if _printed_plainly(entries, as_json, "nothing observed in this time range"):
+        return
+    table = Table("from", "to", "lasted", "source", "what")
+    for entry in entries:
+        what = escape(entry.text)
+        if entry.kind == "event":
+            what = f"[bold yellow]event[/] {escape(entry.detail)}: {what}"
+        else:
+            what += f" [dim]changed: {escape(entry.changes)}[/]" if entry.changes else ""
+            what += f" [dim]({escape(entry.detail)}; {entry.observations} obs)[/]"
+        lasted = format_duration(entry.duration_s) if entry.kind == "episode" else ""
+        to = clock(entry.end) if entry.kind == "episode" else ""
+        table.add_row(clock(entry.start), to, lasted, escape(entry.source), what)
+    console.print(table)
+
+
+def narrate_command(
+    source: Annotated[str | None, typer.Option(help="Only this source (default: all).")] = None,
+    since: Annotated[str, typer.Option(help=SINCE_HELP)] = "10m",
+    until: Annotated[str | None, typer.Option(help=UNTIL_HELP)] = None,
+    model: Annotated[str | None, typer.Option(help="Model id or local checkpoint folder.")] = None,
+    backend: Annotated[str | None, typer.Option(help="local or openai.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Tell what happened in a time range: what was there, what changed and when, how long it lasted."""
+    from memory.narrative import narrate
+    from tools.vision.factory import make_backend
+
+    cfg = settings(model=model, backend=backend)
+    start, end = _range(since, until)
+    end = end if end is not None else time.time()
+    with _store(cfg) as store:
+        story = narrate(store, make_backend(cfg), start, end, source, cfg)
+    if as_json:
+        typer.echo(json.dumps(story.to_dict(), ensure_ascii=False))
+        return
+    console.print(story.text, markup=False, highlight=False)
+    err_console.print(
+        f"[dim]{story.episodes} episodes, {story.events} events; {story.model_calls} model calls "
+        f"over {story.levels} level(s), longest prompt ≈{story.max_prompt_tokens} tokens[/]"
+    )
+
+
+@memory_app.command("reindex")
+def reindex() -> None:
+    """Rebuild the vector index from the observation database (the truth)."""
+    cfg = settings()
+    with _store(cfg) as store, open_vectors(store, cfg, release_shards=True) as index, _progress() as bar:
+        task = bar.add_task("reindexing", total=store.count())
+        index.embeddings.embed_query("")  # load the model before the clock starts
+        started = time.perf_counter()
+        done = index.reindex(progress=lambda n: bar.advance(task, n))
+    seconds = time.perf_counter() - started
+    console.print(f"reindexed {done} observations in {seconds:.1f}s ({done / max(seconds, 1e-9):.0f}/s)")
+
+
+@memory_app.command("stats")
+def stats(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False) -> None:
+    """Observations, sources, time span, indexing state, episodes and disk use."""
+    cfg = settings()
+    with _store(cfg) as store, open_vectors(store, cfg) as index:
+        report = _stats(store, cfg, index.count())
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    table = Table("", "", show_header=False)
+    span = report["first_ts"] and f"{clock(report['first_ts'])} → {clock(report['last_ts'])}"
+    rows = [
+        ("observations", report["observations"]),
+        ("sources", ", ".join(f"{name} ({n})" for name, n in report["sources"].items()) or "-"),
+        ("time span", span or "-"),
+        ("indexed / not yet", f"{report['indexed']} / {report['unindexed']}"),
+        ("vectors in the index", report["vectors"]),
+        ("episodes (open)", f"{report['episodes']} ({report['open_episodes']})"),
+        ("database", _mb(report["db_bytes"])),
+        ("vectors", _mb(report["vectors_bytes"])),
+        ("thumbnails", _mb(report["thumbs_bytes"])),
+    ]
+    for name, value in rows:
+        table.add_row(name, escape(str(value)))
+    console.print(table)
+
+
+def _stats(store: Store, cfg: Settings, vectors: int) -> dict[str, Any]:
+    store.ensure_schema(EPISODES_SCHEMA)
+    first, last, unindexed = store.execute(
+        "SELECT MIN(ts), MAX(ts), COUNT(*) FILTER (WHERE indexed = 0) FROM observations"
+    )[0]
+    total = store.count()
+    episodes, open_episodes = store.execute(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT closed) FROM episodes"
+    )[0]
+    sources = store.execute("SELECT source, COUNT(*) FROM observations GROUP BY source ORDER BY source")
+    db_files = cfg.db_path.parent.glob(cfg.db_path.name + "*")
+    return {
+        "observations": total,
+        "sources": {row[0]: row[1] for row in sources},
+        "first_ts": first,
+        "last_ts": last,
+        "indexed": total - unindexed,
+        "unindexed": unindexed,
+        "vectors": vectors,
+        "episodes": episodes,
+        "open_episodes": open_episodes,
+        "db_bytes": sum(path.stat().st_size for path in db_files),
+        "vectors_bytes": folder_bytes(cfg.chroma_dir),
+        "thumbs_bytes": folder_bytes(cfg.thumbs_dir),
+    }
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+@memory_app.command("prune")
+def prune_command(
+    older_than: Annotated[str, typer.Option(help="Remove what was observed longer ago than this: 30d, 12h.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove old observations with their thumbnails and vectors (and episodes wholly older)."""
+    from memory.prune import count_older, prune
+
+    cfg = settings()
+    cutoff = time.time() - parse_duration(older_than)
+    with _store(cfg) as store:
+        doomed = count_older(store, cutoff)
+        if not doomed:
+            console.print(f"nothing observed before {clock(cutoff)}")
+            return
+        if not yes and not typer.confirm(f"Remove {doomed} observations from before {clock(cutoff)}?"):
+            console.print("nothing removed")
+            return
+        with open_vectors(store, cfg) as index, _progress() as bar:
+            task = bar.add_task("pruning", total=doomed)
+            result = prune(store, index, cutoff, cfg.thumbs_dir, progress=lambda n: bar.advance(task, n))
+    console.print(
+        f"removed {result.observations} observations, {result.vectors} vectors, "
+        f"{result.thumbnails} thumbnails and {result.episodes} episodes"
+    )
+
+
+@bench_app.command("memory")
+def bench_memory(
+    observations: Annotated[int, typer.Option(min=10, help="Synthetic observations to store.")] = 10_000,
+    queries: Annotated[int, typer.Option(min=10, help="Timed recalls of each kind.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Index throughput, recall latency (with and without a time filter), reindex time, disk size."""
+    from agent.bench_memory import run_memory_bench
+
+    parts = ["scenewatch", "bench", "memory", "--observations", str(observations), "--queries", str(queries)]
+    command = shlex.join([*parts, *(["--json"] if as_json else [])])
+    with _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        report = {
+            "command": command,
+            **run_memory_bench(observations, settings(), queries=queries, progress=progress),
+        }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table("measure", "value")
+    for key, value in report.items():
+        if key != "command":
+            table.add_row(key, str(value))
+    console.print(table)
+    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("recall")(recall)
+    app.command("timeline")(timeline_command)
+    app.command("narrate")(narrate_command)
+    app.add_typer(memory_app, name="memory")
