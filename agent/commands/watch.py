@@ -16,9 +16,12 @@ from agent.display import WatchDisplay, summary_table
 from agent.durations import parse_duration
 from agent.engine import Engine
 from agent.errors import ScenewatchError
+from agent.events import RuleEngine, load_rules
 from agent.listeners import ObservationListener
 from agent.sources import is_live, quiet_video_logs
 from agent.watch import run_watch
+from memory.episodes import EpisodeTracker
+from memory.indexer import Indexer
 from memory.store import Store
 from tools.vision.factory import make_backend
 
@@ -104,6 +107,10 @@ def watch(
     jsonl: Annotated[
         Path | None, typer.Option(help="Also append one JSON line per observation here.")
     ] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="Rules file (YAML): watch questions and alert rules; see demos/rules/."),
+    ] = None,
 ) -> None:
     """Watch sources with the vision model and log what changes, until the files end or Ctrl-C."""
     cfg = settings(
@@ -119,22 +126,26 @@ def watch(
         device=device,
         db=db,
     )
-    questions = watch_questions(question)
+    ruleset = load_rules(rules) if rules is not None else None  # a bad file stops here, before the model
+    questions = {**(ruleset.questions if ruleset else {}), **watch_questions(question)}
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         quiet_video_logs()
     for spec in sources:  # before the model loads: a typo should not cost a minute
         if not is_live(spec) and not Path(spec).expanduser().exists():
             raise ScenewatchError(f"source not found: {spec}")
     store = Store(cfg.db_path)
-    try:
+    listeners: list[ObservationListener] = []
+    try:  # listeners in the documented order (docs/ARCHITECTURE.md, "Listeners"), then the model
+        listeners.append(EpisodeTracker(store, cfg))
+        listeners.append(Indexer(store, cfg))
+        if ruleset is not None:
+            listeners.append(RuleEngine(ruleset, store, cfg))
         engine = Engine(make_backend(cfg), batch_size=cfg.batch_size, batch_wait_ms=cfg.batch_wait_ms)
     except BaseException:
+        for listener in listeners:
+            listener.close()
         store.close()
         raise
-    # ---- Listeners: plug them in here, in this order (docs/ARCHITECTURE.md, "Listeners"):
-    #      1. episode tracker (sets obs.episode_id), 2. indexer (background embedding),
-    #      3. rules engine (sees episode changes through obs.episode_id).
-    listeners: list[ObservationListener] = []
     stop = threading.Event()
     try:
         with _StopOnSignal(stop) as signals, WatchDisplay(console) as display:
