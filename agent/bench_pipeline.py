@@ -69,7 +69,11 @@ def load_backend(options: PipelineOptions, settings: Settings, max_side: int) ->
     device = pick_device(settings.device)
     if options.arch:
         backend: Any = random_weights_backend(
-            options.arch, device=device, max_side=max_side, max_new_tokens=options.max_new_tokens
+            options.arch,
+            device=device,
+            max_side=max_side,
+            max_new_tokens=options.max_new_tokens,
+            decoder=options.decoder,
         )
         local = backend.inner
     else:
@@ -80,21 +84,15 @@ def load_backend(options: PipelineOptions, settings: Settings, max_side: int) ->
             attn=settings.attn,
             max_side=max_side,
             max_new_tokens=options.max_new_tokens,
+            decoder=options.decoder,
         )
-    decoder = options.decoder
-    if decoder == "auto":
-        decoder = "static" if device.startswith("cuda") else "hf"
-    if decoder == "static":
-        from tools.vision.fast_decode import StaticDecoder
-
-        local.decoder = StaticDecoder(local.model)
     return LoadedBackend(
         backend=backend,
         name=local.model_name,
         random_weights=isinstance(backend, FixedLengthBackend),
         device=device,
         dtype=str(local.dtype).removeprefix("torch."),
-        decoder=decoder,
+        decoder=local.decoder_name,
     )
 
 

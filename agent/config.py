@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     attn: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
     max_side: int = Field(default=448, ge=32, description="longest image side sent to the model")
     max_new_tokens: int = Field(default=256, ge=1)
+    decoder: Literal["auto", "hf", "static"] = Field(
+        default="auto", description="auto: CUDA-graph static decoder on GPU, transformers generate on CPU"
+    )
 
     # OpenAI-compatible server (vLLM, Ollama, SGLang, LM Studio).
     openai_base_url: str = "http://localhost:8000/v1"

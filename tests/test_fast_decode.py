@@ -83,13 +83,14 @@ def test_text_only_requests_fall_back_to_generate(backend: LocalQwenBackend) -> 
     assert torch.equal(StaticDecoder(backend.model).generate(**inputs, max_new_tokens=8), expected)
 
 
-def test_backend_uses_the_decoder(backend: LocalQwenBackend) -> None:
+def test_backend_uses_the_decoder_the_settings_name(backend: LocalQwenBackend) -> None:
+    assert backend.decoder is None  # auto on CPU: transformers' generate
+    static = LocalQwenBackend.from_model(
+        backend.model, backend.processor, name="tiny", max_new_tokens=backend.max_new_tokens, decoder="static"
+    )
+    assert isinstance(static.decoder, StaticDecoder)
     request = VisionRequest.ask("Describe the frame.", [_image(320, 240, 5)])
     plain = backend.generate([request])[0]
-    backend.decoder = StaticDecoder(backend.model)
-    try:
-        fast = backend.generate([request])[0]
-    finally:
-        backend.decoder = None
+    fast = static.generate([request])[0]
     assert fast.text == plain.text
     assert fast.output_tokens == plain.output_tokens

@@ -183,7 +183,12 @@ class FixedLengthBackend:
 
 
 def random_weights_backend(
-    name: str, *, device: str = "cuda", max_side: int = 448, max_new_tokens: int = 64
+    name: str,
+    *,
+    device: str = "cuda",
+    max_side: int = 448,
+    max_new_tokens: int = 64,
+    decoder: str = "auto",
 ) -> VisionBackend:
     """A backend over ``name`` with random bf16 weights (float32 on CPU) and fixed-length answers."""
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -194,5 +199,6 @@ def random_weights_backend(
         name=f"{name} (random weights)",
         max_side=max_side,
         max_new_tokens=max_new_tokens,
+        decoder=decoder,
     )
     return FixedLengthBackend(inner)

@@ -29,4 +29,5 @@ def make_backend(settings: Settings) -> VisionBackend:
         attn=settings.attn,
         max_side=settings.max_side,
         max_new_tokens=settings.max_new_tokens,
+        decoder=settings.decoder,
     )

@@ -43,6 +43,20 @@ def pick_attention(attn: str, device: str) -> str:
     return "sdpa"
 
 
+def pick_decoder(decoder: str, model: Any, device: str) -> Any:
+    """``auto`` means the CUDA-graph :class:`StaticDecoder` on GPU, transformers' ``generate`` on CPU.
+
+    Returns an object with ``model.generate``'s signature, or None for ``generate`` itself.
+    """
+    if decoder == "auto":
+        decoder = "static" if device.startswith("cuda") else "hf"
+    if decoder == "hf":
+        return None
+    from tools.vision.fast_decode import StaticDecoder
+
+    return StaticDecoder(model)
+
+
 def pixel_budget_size(max_side: int, patch: int = 16, merge: int = 2) -> dict[str, int]:
     """The processor ``size`` (pixel areas) that keeps an image within ``max_side``²."""
     factor = patch * merge
@@ -74,9 +88,6 @@ class LocalQwenBackend:
     processor, whose ``size`` is set to the same budget.
     """
 
-    # Optional faster greedy decoder with model.generate's signature (tools.vision.fast_decode).
-    decoder: Any = None
-
     def __init__(
         self,
         model: str,
@@ -86,6 +97,7 @@ class LocalQwenBackend:
         attn: str = "auto",
         max_side: int = 448,
         max_new_tokens: int = 256,
+        decoder: str = "auto",
     ) -> None:
         _ensure_loadable(model)
         self.model_name = model
@@ -104,32 +116,40 @@ class LocalQwenBackend:
             ).to(self.device)
         except (OSError, ValueError) as exc:
             raise VisionError(f"cannot load model {model!r}: {exc}") from exc
-        self.model.eval()
-        image_processor = self.processor.image_processor
-        image_processor.size = pixel_budget_size(
-            max_side, image_processor.patch_size, image_processor.merge_size
-        )
-        self.processor.tokenizer.padding_side = "left"
-        self.image_token_id = self.model.config.image_token_id
-        log.info("loaded %s on %s as %s", model, self.device, self.dtype)
+        self._finish_setup(decoder)
+        log.info("loaded %s on %s as %s (decoder: %s)", model, self.device, self.dtype, self.decoder_name)
 
     @classmethod
     def from_model(
-        cls, model: Any, processor: Any, *, name: str, max_side: int = 448, max_new_tokens: int = 256
+        cls,
+        model: Any,
+        processor: Any,
+        *,
+        name: str,
+        max_side: int = 448,
+        max_new_tokens: int = 256,
+        decoder: str = "auto",
     ) -> LocalQwenBackend:
         """Wrap an already built model and processor (used for random-weight benchmarks)."""
         self = cls.__new__(cls)
-        self.model_name, self.model, self.processor = name, model.eval(), processor
+        self.model_name, self.model, self.processor = name, model, processor
         self.device = str(next(model.parameters()).device)
         self.dtype = next(model.parameters()).dtype
         self.max_side, self.max_new_tokens = max_side, max_new_tokens
-        image_processor = processor.image_processor
-        image_processor.size = pixel_budget_size(
-            max_side, image_processor.patch_size, image_processor.merge_size
-        )
-        processor.tokenizer.padding_side = "left"
-        self.image_token_id = model.config.image_token_id
+        self._finish_setup(decoder)
         return self
+
+    def _finish_setup(self, decoder: str) -> None:
+        """Eval mode, the pixel budget on the processor, left padding, the decoder."""
+        self.model.eval()
+        image_processor = self.processor.image_processor
+        image_processor.size = pixel_budget_size(
+            self.max_side, image_processor.patch_size, image_processor.merge_size
+        )
+        self.processor.tokenizer.padding_side = "left"
+        self.image_token_id = self.model.config.image_token_id
+        self.decoder = pick_decoder(decoder, self.model, self.device)
+        self.decoder_name = "hf" if self.decoder is None else "static"
 
     def _prepare(self, messages: Sequence[Message]) -> list[Message]:
         """Copy messages with every image shrunk to the pixel budget."""
