@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
 
 from agent.config import Settings, load_settings
+from agent.errors import ScenewatchError
+from memory.store import Store
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,6 +28,18 @@ def set_global_overrides(**overrides: Any) -> None:
 def settings(**overrides: Any) -> Settings:
     """Settings from the environment, then global options, then this command's flags."""
     return load_settings(**{**_global_overrides, **overrides})
+
+
+@contextmanager
+def existing_store(cfg: Settings) -> Iterator[Store]:
+    """The observation database for commands that read it; a clear error when there is none yet."""
+    if not cfg.db_path.is_file():
+        raise ScenewatchError(f"no observation database at {cfg.db_path}: run `scenewatch watch` first")
+    store = Store(cfg.db_path)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def configure_logging(verbose: bool) -> None:
