@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.errors import ScenewatchError
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 
@@ -114,5 +116,16 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment, with the given non-None values (CLI flags) on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Settings from the environment, with the given non-None values (CLI flags) on top.
+
+    An invalid value (from a flag or a ``SCENEWATCH_*`` variable) is a ScenewatchError naming it.
+    """
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])} (SCENEWATCH_{str(error['loc'][0]).upper()}): "
+            f"{error['msg']}"
+            for error in exc.errors()
+        )
+        raise ScenewatchError(f"invalid setting: {problems}") from None

@@ -79,6 +79,7 @@ class Engine:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._latency_s = 0.0  # moving average of one batch's duration
         self._closed = threading.Event()
+        self._accepting = threading.Lock()  # submit's check-and-put against close's set-and-drain
         self._thread = threading.Thread(target=self._serve, name="scenewatch-engine", daemon=True)
         self._thread.start()
 
@@ -87,11 +88,12 @@ class Engine:
     ) -> Future[VisionResult]:
         """Queue a request; the future holds its result, or DeadlineExceeded/an error."""
         future: Future[VisionResult] = Future()
-        if self._closed.is_set():
-            future.set_exception(EngineClosed("engine is closed"))
-            return future
         deadline = time.monotonic() + deadline_s if deadline_s is not None else None
-        self._queue.put(_Job(request, future, deadline, tag))
+        with self._accepting:
+            if self._closed.is_set():
+                future.set_exception(EngineClosed("engine is closed"))
+            else:
+                self._queue.put(_Job(request, future, deadline, tag))
         return future
 
     def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
@@ -99,17 +101,13 @@ class Engine:
         futures = [self.submit(request) for request in requests]
         return [future.result() for future in futures]
 
-    @property
-    def expected_latency_s(self) -> float:
-        """Recent duration of one batch, used to drop requests that would finish too late."""
-        return self._latency_s
-
     def close(self, timeout: float = 30.0) -> None:
         """Stop after the batch in hand; requests still queued fail with EngineClosed."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self._queue.put(None)
+        with self._accepting:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            self._queue.put(None)
         self._thread.join(timeout)
         while True:
             try:
@@ -163,22 +161,27 @@ class Engine:
             jobs = [job for job in self._collect(first) if self._still_useful(job)]
             if not jobs:
                 continue
-            started = time.monotonic()
             try:
-                results = self.backend.generate([job.request for job in jobs])
-            except Exception as exc:  # the caller decides: a logged skip, an error message
-                self.stats.failed += len(jobs)
+                self._run(jobs)
+            except BaseException as exc:  # a backend error, or a broken answer: the callers decide
+                self.stats.failed += sum(not job.future.done() for job in jobs)
                 log.warning("vision backend failed on a batch of %d: %s", len(jobs), exc)
                 for job in jobs:
-                    job.future.set_exception(exc)
-                continue
-            duration = time.monotonic() - started
-            self._latency_s = duration if not self._latency_s else 0.7 * self._latency_s + 0.3 * duration
-            self._record(jobs)
-            for job, result in zip(jobs, results, strict=True):
-                result.extra.setdefault("batch_size", len(jobs))
-                result.extra["queue_ms"] = (started - job.queued_at) * 1000
-                job.future.set_result(result)
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        started = time.monotonic()
+        results = self.backend.generate([job.request for job in jobs])
+        if len(results) != len(jobs):
+            raise RuntimeError(f"backend answered {len(results)} of {len(jobs)} requests")
+        duration = time.monotonic() - started
+        self._latency_s = duration if not self._latency_s else 0.7 * self._latency_s + 0.3 * duration
+        self._record(jobs)
+        for job, result in zip(jobs, results, strict=True):
+            result.extra.setdefault("batch_size", len(jobs))
+            result.extra["queue_ms"] = (started - job.queued_at) * 1000
+            job.future.set_result(result)
 
     def _record(self, jobs: list[_Job]) -> None:
         self.stats.requests += len(jobs)

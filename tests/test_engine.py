@@ -27,7 +27,7 @@ class SlowBackend(ScriptedBackend):
 
 def test_batches_requests_from_several_callers() -> None:
     backend = SlowBackend(0.05)
-    with Engine(backend, batch_size=8, batch_wait_ms=30) as engine:
+    with Engine(backend, batch_size=8, batch_wait_ms=500) as engine:
         futures = []
         barrier = threading.Barrier(4)
 
@@ -90,6 +90,19 @@ def test_generate_matches_the_backend_protocol() -> None:
             "y",
         ]
         assert engine.model_name == "scripted"
+
+
+def test_a_wrong_sized_answer_fails_the_batch_and_the_engine_goes_on() -> None:
+    class Short(ScriptedBackend):
+        def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
+            return super().generate(requests)[:1] if len(requests) > 1 else super().generate(requests)
+
+    with Engine(Short(default="x"), batch_size=2, batch_wait_ms=200) as engine:
+        pair = [engine.submit(VisionRequest.ask("a")), engine.submit(VisionRequest.ask("b"))]
+        for future in pair:
+            with pytest.raises(RuntimeError, match="answered 1 of 2"):
+                future.result(timeout=5)
+        assert engine.submit(VisionRequest.ask("c")).result(timeout=5).text == "x"
 
 
 def test_submit_after_close_fails_cleanly() -> None:
