@@ -17,16 +17,14 @@ from typing import Any
 import torch
 from transformers import (
     Qwen2Tokenizer,
-    Qwen2VLImageProcessor,
     Qwen3VLConfig,
     Qwen3VLForConditionalGeneration,
     Qwen3VLProcessor,
-    Qwen3VLVideoProcessor,
 )
 
 from tools.vision.base import VisionBackend, VisionRequest, VisionResult
 from tools.vision.local import LocalQwenBackend
-from tools.vision.tiny import SPECIAL_TOKENS, build_tokenizer, chat_template
+from tools.vision.tiny import SPECIAL_TOKENS, build_processor, build_tokenizer
 
 VOCAB_SIZE = 151936
 
@@ -128,26 +126,6 @@ def arch_config(name: str, tokenizer: Qwen2Tokenizer) -> Qwen3VLConfig:
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=tied,
-    )
-
-
-def build_processor(tokenizer: Qwen2Tokenizer) -> Qwen3VLProcessor:
-    """Qwen3-VL's processor (patch 16, merge 2, mean/std 0.5) around ``tokenizer``."""
-    tokenizer.chat_template = chat_template()
-    image_processor = Qwen2VLImageProcessor(
-        patch_size=16,
-        temporal_patch_size=2,
-        merge_size=2,
-        size={"shortest_edge": 32 * 32, "longest_edge": 1280 * 32 * 32},
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-    )
-    video_processor = Qwen3VLVideoProcessor(patch_size=16, temporal_patch_size=2, merge_size=2)
-    return Qwen3VLProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        video_processor=video_processor,
-        chat_template=chat_template(),
     )
 
 

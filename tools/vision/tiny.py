@@ -78,6 +78,26 @@ def build_tokenizer(vocab_size: int = 1024) -> Qwen2Tokenizer:
     return tokenizer
 
 
+def build_processor(tokenizer: Qwen2Tokenizer) -> Qwen3VLProcessor:
+    """Qwen3-VL's processor (patch 16, merge 2, mean/std 0.5) around ``tokenizer``."""
+    tokenizer.chat_template = chat_template()
+    image_processor = Qwen2VLImageProcessor(
+        patch_size=16,
+        temporal_patch_size=2,
+        merge_size=2,
+        size={"shortest_edge": 32 * 32, "longest_edge": 1280 * 32 * 32},
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    video_processor = Qwen3VLVideoProcessor(patch_size=16, temporal_patch_size=2, merge_size=2)
+    return Qwen3VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=chat_template(),
+    )
+
+
 def tiny_config(tokenizer: Qwen2Tokenizer) -> Qwen3VLConfig:
     """A Qwen3-VL configuration a few layers deep, with ids matching the tokenizer."""
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
@@ -126,7 +146,7 @@ def build_tiny_checkpoint(directory: str | Path, seed: int = 0) -> Path:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
-    tokenizer.chat_template = chat_template()
+    processor = build_processor(tokenizer)
     config = tiny_config(tokenizer)
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(config).eval()
@@ -134,20 +154,5 @@ def build_tiny_checkpoint(directory: str | Path, seed: int = 0) -> Path:
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.do_sample = False
     model.save_pretrained(out)
-    image_processor = Qwen2VLImageProcessor(
-        patch_size=16,
-        temporal_patch_size=2,
-        merge_size=2,
-        size={"shortest_edge": 32 * 32, "longest_edge": 1280 * 32 * 32},
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-    )
-    video_processor = Qwen3VLVideoProcessor(patch_size=16, temporal_patch_size=2, merge_size=2)
-    processor = Qwen3VLProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        video_processor=video_processor,
-        chat_template=chat_template(),
-    )
     processor.save_pretrained(out)
     return out
