@@ -1,20 +1,24 @@
 """Background indexing: committed observations reach the vector index without slowing the watch loop.
 
 ``on_observation`` only puts the observation on a bounded queue and never waits: when the queue is
-full the observation is simply left for a sweep (it stays ``indexed = 0`` in SQLite, the truth). A
-thread embeds and writes batches and marks them indexed. At start it sweeps every ``indexed = 0``
-row, which repairs a crash between the SQLite commit and the index write. Memory stays flat: the
-queue is bounded, sweeps read a batch at a time, and the index lets go of shards it has finished.
+full the observation is left for a sweep (it stays ``indexed = 0`` in SQLite, the truth). Worker
+threads embed batches side by side (one torch thread each, which keeps its speed on a busy
+machine), write them to the index one at a time and mark them indexed. The first sweep, at start,
+repairs a crash between the SQLite commit and the index write. Memory stays flat: the queue is
+bounded, sweeps read a batch at a time, and the index lets go of the shards it has finished.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from agent.config import Settings
+from agent.errors import ScenewatchError
 from memory.store import Observation, Store
 from memory.vectors import VectorIndex
 
@@ -25,10 +29,11 @@ _MAX_BACKOFF_S = 30.0
 
 
 class Indexer:
-    """An :class:`~agent.listeners.ObservationListener` that indexes observations on its own thread.
+    """An :class:`~agent.listeners.ObservationListener` that indexes observations in the background.
 
-    ``index`` defaults to a writer :class:`VectorIndex` of its own (closed with the indexer).
-    ``close()`` writes what is queued and stops; rows left ``indexed = 0`` are swept at the next start.
+    ``index`` defaults to a writer :class:`VectorIndex` of its own (closed with the indexer);
+    ``workers`` defaults to the number of cores, at most 2. ``close()`` writes what is queued and
+    stops; rows still ``indexed = 0`` then are swept at the next start.
     """
 
     def __init__(
@@ -37,6 +42,7 @@ class Indexer:
         settings: Settings,
         *,
         index: VectorIndex | None = None,
+        workers: int | None = None,
         max_wait_s: float = 1.0,
         queue_size: int | None = None,
     ) -> None:
@@ -48,11 +54,19 @@ class Indexer:
         self._queue: queue.Queue[Observation] = queue.Queue(maxsize=queue_size or 4 * self.batch)
         self._missed = threading.Event()  # something was not queued: sweep SQLite for it
         self._missed.set()  # the first sweep repairs what an earlier run left unindexed
+        self._sweep_after: int | None = None  # the sweep's cursor (an id), None between sweeps
+        self._claim = threading.Lock()
+        self._write = threading.Lock()
         self._stopping = threading.Event()
         self._backoff_s = 0.0
         self.indexed = 0
-        self._thread = threading.Thread(target=self._run, name="scenewatch-indexer", daemon=True)
-        self._thread.start()
+        self.last_error: Exception | None = None  # of the latest write, None once one succeeds
+        self._threads = [
+            threading.Thread(target=self._run, name=f"scenewatch-indexer-{n}", daemon=True)
+            for n in range(workers or min(2, os.cpu_count() or 1))
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def on_observation(self, obs: Observation) -> None:
         """Queue a committed observation; never blocks (a full queue leaves it for a sweep)."""
@@ -64,11 +78,12 @@ class Indexer:
             self._missed.set()
 
     def close(self, timeout: float | None = None) -> None:
-        """Write what is queued, then stop the thread (and close the index if it is the indexer's own)."""
+        """Write what is queued, then stop the workers (and close the index if it is the indexer's own)."""
         if self._stopping.is_set():
             return
         self._stopping.set()
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
         if self._owns_index:
             self.index.close()
 
@@ -79,14 +94,31 @@ class Indexer:
 
     def _run(self) -> None:
         while True:
-            if self._missed.is_set() and not self._stopping.is_set():
-                self._missed.clear()
-                self._sweep()
-            batch = self._take()
+            batch = self._sweep_batch() or self._take()
             if batch:
-                self._write(batch)
+                self._index(batch)
             elif self._stopping.is_set():
                 return
+
+    def _sweep_batch(self) -> list[Observation]:
+        """The next batch of ``indexed = 0`` rows of the running sweep (starting one if rows were missed)."""
+        with self._claim:
+            if self._stopping.is_set():
+                return []
+            if self._sweep_after is None:
+                if not self._missed.is_set():
+                    return []
+                self._missed.clear()
+                self._sweep_after = 0
+            rows = self.store.execute(
+                "SELECT id FROM observations WHERE indexed = 0 AND id > ? ORDER BY id LIMIT ?",
+                (self._sweep_after, self.batch),
+            )
+            if not rows:
+                self._sweep_after = None
+                return []
+            self._sweep_after = rows[-1][0]
+        return self.store.get_many([row[0] for row in rows])
 
     def _take(self) -> list[Observation]:
         """Up to ``batch`` queued observations, waiting at most ``max_wait_s`` to fill a batch."""
@@ -98,32 +130,53 @@ class Indexer:
         while len(items) < self.batch:
             remaining = 0.0 if self._stopping.is_set() else deadline - time.monotonic()
             try:
-                items.append(
-                    self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                )
+                items.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get(False))
             except queue.Empty:
                 break
         return items
 
-    def _sweep(self) -> None:
-        """Index every committed row still marked ``indexed = 0``, a batch at a time."""
-        while not self._stopping.is_set():
-            rows = self.store.unindexed(limit=self.batch)
-            if not rows or not self._write(rows):
-                return
-
-    def _write(self, batch: list[Observation]) -> bool:
+    def _index(self, batch: list[Observation]) -> None:
         try:
-            self.index.add(batch)
-            self.store.mark_indexed([obs.id for obs in batch if obs.id is not None])
+            vectors = self.index.embed(batch)  # side by side with the other workers
+            with self._write:
+                self.index.add(batch, vectors)
+                self.store.mark_indexed([obs.id for obs in batch if obs.id is not None])
+                self.indexed += len(batch)
+                self._backoff_s, self.last_error = 0.0, None
         except Exception as exc:  # a dead server, a full disk: the rows stay indexed = 0
+            self.last_error = exc
             self._backoff_s = min(max(2 * self._backoff_s, 1.0), _MAX_BACKOFF_S)
             log.warning(
-                "indexing %d observations failed (%s); retrying in %.0fs", len(batch), exc, self._backoff_s
+                "indexing %d observations failed (%s); retry in %.0fs", len(batch), exc, self._backoff_s
             )
             self._missed.set()
             self._stopping.wait(self._backoff_s)
-            return False
-        self._backoff_s = 0.0
-        self.indexed += len(batch)
-        return True
+
+
+def unindexed_count(store: Store) -> int:
+    """Committed observations not yet in the index."""
+    return int(store.execute("SELECT COUNT(*) FROM observations WHERE indexed = 0")[0][0])
+
+
+def index_all(
+    store: Store,
+    settings: Settings,
+    index: VectorIndex,
+    progress: Callable[[int], None] | None = None,
+    poll_s: float = 0.2,
+) -> int:
+    """Index every ``indexed = 0`` row with the indexer's workers and wait; ``progress(done)`` meanwhile."""
+    total = unindexed_count(store)
+    indexer = Indexer(store, settings, index=index)
+    try:
+        while left := unindexed_count(store):
+            if indexer.last_error is not None:
+                raise ScenewatchError(f"indexing failed: {indexer.last_error}")
+            if progress is not None:
+                progress(total - left)
+            time.sleep(poll_s)
+    finally:
+        indexer.close()
+    if progress is not None:
+        progress(total)
+    return total

@@ -21,7 +21,10 @@ class SlowIndex:
         self.fail_next = fail_first
         self.added: list[int] = []
 
-    def add(self, observations: Sequence[Observation]) -> int:
+    def embed(self, observations: Sequence[Observation]) -> list[list[float]]:
+        return [[1.0] for _ in observations]
+
+    def add(self, observations: Sequence[Observation], vectors: Sequence[list[float]]) -> int:
         self.release.wait()
         if self.fail_next:
             self.fail_next = False

@@ -136,7 +136,7 @@ def test_reindex_gives_the_same_results_as_the_live_index(store: Store, settings
     indexer.close()
     live_index.close()
     assert not store.unindexed()
-    index = VectorIndex(store, settings, shard_size=16)
+    index = VectorIndex(store, settings.model_copy(update={"index_batch": 7}), shard_size=16)
     queries = ["a parcel", "cars", "a cat", "people talking", "plants", "night"]
 
     def answers() -> list[list[tuple[int, float]]]:
@@ -144,7 +144,7 @@ def test_reindex_gives_the_same_results_as_the_live_index(store: Store, settings
         return [[(r.id, round(r.score, 3)) for r in items] for items in found]
 
     live = answers()
-    assert index.reindex(batch=7) == 60
+    assert index.reindex() == 60
     assert index.count() == 60 and not store.unindexed()
     assert answers() == live
     index.close()

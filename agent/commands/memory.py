@@ -158,7 +158,7 @@ def reindex() -> None:
         task = bar.add_task("reindexing", total=store.count())
         index.embeddings.embed_query("")  # load the model before the clock starts
         started = time.perf_counter()
-        done = index.reindex(progress=lambda n: bar.advance(task, n))
+        done = index.reindex(progress=lambda n: bar.update(task, completed=n))
     seconds = time.perf_counter() - started
     console.print(f"reindexed {done} observations in {seconds:.1f}s ({done / max(seconds, 1e-9):.0f}/s)")
 
