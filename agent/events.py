@@ -4,7 +4,8 @@
 a :class:`~agent.rules.RuleSet` (holds and cooldowns counted in observation time ``ts``, per
 source), emits the automatic state-change events the file asks for (a new episode, a non-empty
 ``changes``), commits them with their deliveries, and wakes the delivery thread. It never waits
-on a sink.
+on a sink. Its holds and episodes change only once the events are committed: when the commit
+fails, the next observation is evaluated from the same state and raises them again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import re
 import string
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.config import Settings
@@ -119,33 +120,43 @@ class RuleEngine:
         self.worker.start()
 
     def on_observation(self, obs: Observation) -> None:
-        """Evaluate, commit the events and their deliveries, wake the sender; never raises."""
+        """Evaluate, commit the events and their deliveries, then keep the new state; never raises."""
         try:
-            events = self.evaluate(obs)
+            events, holds = self.evaluate(obs)
             if events:
                 self.outbox.record(events)
-                self.worker.wake()
         except Exception:
-            log.exception("rules failed on observation %s of %s", obs.id, obs.source)
+            log.exception(
+                "rules failed on observation %s of %s (evaluated again with the next)", obs.id, obs.source
+            )
+            return
+        self._holds.update(holds)
+        if obs.episode_id is not None:
+            self._episodes[obs.source] = obs.episode_id
+        if events:
+            self.worker.wake()
 
-    def evaluate(self, obs: Observation) -> list[NewEvent]:
-        """The events this observation causes (updates the holds, cooldowns and episodes seen)."""
+    def evaluate(self, obs: Observation) -> tuple[list[NewEvent], dict[tuple[str, str], _Hold]]:
+        """The events this observation causes and the holds after it; the engine's state is unchanged."""
         context = observation_context(obs, self.ruleset.questions)
         events = self._state_changes(obs)
+        holds: dict[tuple[str, str], _Hold] = {}
         for rule in self.ruleset.rules:
-            if self._fires(rule, obs, context):
-                events.append(self._rule_event(rule, obs, context))
-        return events
+            key = (rule.name, obs.source)
+            hold = holds[key] = replace(self._holds.get(key, _Hold()))
+            if self._fires(rule, hold, obs, context):
+                events.append(self._rule_event(rule, hold, obs, context))
+        return events, holds
 
-    def _fires(self, rule: Rule, obs: Observation, context: dict[str, Any]) -> bool:
-        hold = self._holds.setdefault((rule.name, obs.source), _Hold())
+    def _fires(self, rule: Rule, hold: _Hold, obs: Observation, context: dict[str, Any]) -> bool:
+        """Advance ``hold`` (a copy) by this observation; True when the rule fires now."""
         try:
             holds_now = rule.when(context)
         except Exception as exc:
             log.warning("rule %s could not be evaluated on observation %s: %s", rule.name, obs.id, exc)
             holds_now = False
         if not holds_now:
-            self._holds[(rule.name, obs.source)] = _Hold(last_fired=hold.last_fired)
+            hold.count, hold.since, hold.fired = 0, None, False
             return False
         hold.count += 1
         hold.since = obs.ts if hold.since is None else hold.since
@@ -157,8 +168,7 @@ class RuleEngine:
         hold.fired, hold.last_fired = True, obs.ts
         return True
 
-    def _rule_event(self, rule: Rule, obs: Observation, context: dict[str, Any]) -> NewEvent:
-        hold = self._holds[(rule.name, obs.source)]
+    def _rule_event(self, rule: Rule, hold: _Hold, obs: Observation, context: dict[str, Any]) -> NewEvent:
         template = rule.message or f"{rule.name.replace('_', ' ')}: $summary"
         message = render_message(template, {**context, "rule": rule.name, "severity": rule.severity})
         payload = {
@@ -175,7 +185,6 @@ class RuleEngine:
         events = []
         if wanted.episodes and obs.episode_id is not None:
             previous = self._previous_episode(obs)
-            self._episodes[obs.source] = obs.episode_id
             if previous != obs.episode_id:
                 payload = {
                     "episode_id": obs.episode_id,
@@ -193,14 +202,14 @@ class RuleEngine:
         return events
 
     def _previous_episode(self, obs: Observation) -> int | None:
-        """The episode of the source's previous observation (from the database at first)."""
-        if obs.source in self._episodes:
-            return self._episodes[obs.source]
-        rows = self.store.execute(
-            "SELECT episode_id FROM observations WHERE source = ? AND id < ? ORDER BY id DESC LIMIT 1",
-            (obs.source, obs.id if obs.id is not None else 2**62),
-        )
-        return rows[0]["episode_id"] if rows else None
+        """The episode of the source's previous observation (from the database at first, then kept)."""
+        if obs.source not in self._episodes:
+            rows = self.store.execute(
+                "SELECT episode_id FROM observations WHERE source = ? AND id < ? ORDER BY id DESC LIMIT 1",
+                (obs.source, obs.id if obs.id is not None else 2**62),
+            )
+            self._episodes[obs.source] = rows[0]["episode_id"] if rows else None
+        return self._episodes[obs.source]
 
     def _event(
         self,

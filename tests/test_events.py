@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from agent.config import Settings, load_settings
 from agent.errors import ScenewatchError
 from agent.events import RuleEngine
-from agent.outbox import Outbox
+from agent.outbox import NewEvent, Outbox
 from agent.rules import parse_rules
 from memory.store import Observation, Store
 
@@ -149,3 +150,47 @@ def test_missing_webhook_secret_stops_the_start(tmp_path: Path, store: Store, se
     )
     with pytest.raises(ScenewatchError, match="NO_SUCH_SECRET_X"):
         RuleEngine(rules, store, settings)
+
+
+def fail_first_record(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Make the outbox's first commit fail as a locked database does; returns each call's rules."""
+    calls: list[list[str]] = []
+    record = Outbox.record
+
+    def flaky(outbox: Outbox, events: Sequence[NewEvent], now: float | None = None) -> list[int]:
+        calls.append([event.rule for event in events])
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return record(outbox, events, now)
+
+    monkeypatch.setattr(Outbox, "record", flaky)
+    return calls
+
+
+def test_event_lost_to_a_failed_commit_fires_on_the_next_observation(
+    engine: RuleEngine, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = fail_first_record(monkeypatch)
+    feed(engine, store, (0, True, 0), (1, True, 0), (2, True, 0))  # fires at 2; the commit fails
+    assert calls == [["lit_and_empty"]] and fired(store, "lit_and_empty") == []
+    feed(engine, store, (3, True, 0))
+    assert fired(store, "lit_and_empty") == [3]
+    feed(engine, store, (4, True, 0), (5, True, 0), (6, True, 0))
+    assert fired(store, "lit_and_empty") == [3]  # exactly once
+    assert calls == [["lit_and_empty"], ["lit_and_empty"]]
+
+
+def test_new_episode_lost_to_a_failed_commit_after_a_restart(
+    tmp_path: Path, store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.add(Observation(source="door", ts=T0, episode_id=7))
+    engine = RuleEngine(parse_rules(RULES, base=tmp_path), store, settings)
+    calls = fail_first_record(monkeypatch)
+    for offset in (1, 2, 3):
+        obs = Observation(source="door", ts=T0 + offset, episode_id=8)
+        store.add(obs)
+        engine.on_observation(obs)
+    engine.close()
+    assert calls == [["episode"], ["episode"]]
+    [event] = Outbox(store).events(rule="episode")
+    assert (event["ts"] - T0, event["payload"]["previous_episode_id"]) == (2, 7)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import sys
 import threading
 import time
@@ -29,13 +28,30 @@ SECRET = "s3cret"
 
 
 class Receiver(ThreadingHTTPServer):
-    """A webhook receiver on 127.0.0.1 that answers 500 to its first ``fail`` requests."""
+    """A webhook receiver on 127.0.0.1 that answers 500 to its first ``fail`` requests.
 
-    def __init__(self, port: int = 0, fail: int = 0) -> None:
+    Its port is bound from the start, so no other process can take it; until :meth:`start` it
+    does not listen, and connections to it are refused (a receiver that is down).
+    """
+
+    def __init__(self, fail: int = 0, *, up: bool = True) -> None:
         self.fail = fail
         self.requests: list[tuple[dict[str, str], bytes, int]] = []
-        super().__init__(("127.0.0.1", port), _Handler)
-        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+        self._serving: threading.Thread | None = None
+        super().__init__(("127.0.0.1", 0), _Handler, bind_and_activate=False)
+        try:
+            self.server_bind()
+        except OSError:
+            self.server_close()
+            raise
+        if up:
+            self.start()
+
+    def start(self) -> None:
+        """Listen and answer on the port held since construction."""
+        self.server_activate()
+        self._serving = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
+        self._serving.start()
 
     @property
     def url(self) -> str:
@@ -45,7 +61,8 @@ class Receiver(ThreadingHTTPServer):
         return [json.loads(body) for _, body, status in self.requests if status == 200]
 
     def stop(self) -> None:
-        self.shutdown()
+        if self._serving is not None:
+            self.shutdown()
         self.server_close()
 
 
@@ -62,12 +79,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -138,22 +149,22 @@ def test_event_arrives_once_after_retries(receiver: Receiver, settings: Settings
 
 
 def test_receiver_down_for_the_whole_watch_then_restart(settings: Settings, db: Path) -> None:
-    port = free_port()
-    rules = ruleset(f"http://127.0.0.1:{port}/hook")
-    store = Store(db)
-    engine = RuleEngine(rules, store, settings)
-    watch(engine, store, opens=3)
-    engine.close()  # a bounded last attempt; the receiver is still down
-    assert Outbox(store).pending() == 3
-    store.close()
-
-    receiver = Receiver(port=port)
+    receiver = Receiver(up=False)
     try:
+        rules = ruleset(receiver.url)
+        store = Store(db)
+        engine = RuleEngine(rules, store, settings)
+        watch(engine, store, opens=3)
+        engine.close()  # a bounded last attempt; the receiver is still down
+        assert Outbox(store).pending() == 3
+        store.close()
+
+        receiver.start()
         store = Store(db)
         restarted = RuleEngine(rules, store, settings)  # resumes the outbox at start
         wait_for(lambda: len(receiver.accepted()) == 3)
+        wait_for(lambda: Outbox(store).pending() == 0)  # marked delivered: the close sends none again
         restarted.close()
-        time.sleep(0.2)
         assert sorted(event["id"] for event in receiver.accepted()) == [1, 2, 3]
         assert len(receiver.requests) == 3  # none twice
         assert Outbox(store).pending() == 0
@@ -180,17 +191,17 @@ def test_events_deliver_after_an_outage(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    port = free_port()
-    store = Store(settings.db_path)
-    engine = RuleEngine(ruleset(f"http://127.0.0.1:{port}/hook"), store, settings)
-    watch(engine, store, opens=2)
-    engine.close()
-
-    code, out, err = _cli(monkeypatch, capsys, "events", "deliver")
-    assert code == 1 and "2 deliveries are still in the outbox" in err
-
-    receiver = Receiver(port=port)
+    receiver = Receiver(up=False)
     try:
+        store = Store(settings.db_path)
+        engine = RuleEngine(ruleset(receiver.url), store, settings)
+        watch(engine, store, opens=2)
+        engine.close()
+
+        code, out, err = _cli(monkeypatch, capsys, "events", "deliver")
+        assert code == 1 and "2 deliveries are still in the outbox" in err
+
+        receiver.start()
         code, out, err = _cli(monkeypatch, capsys, "events", "deliver")
         assert code == 0, err
         assert "delivered 2, failed 0" in out
@@ -208,6 +219,21 @@ def test_events_deliver_after_an_outage(
     assert code == 0 and "no events" in out  # observation time is 2023, not the last hour
     code, out, _ = _cli(monkeypatch, capsys, "events")
     assert "door_open" in out and "1/1" in out
+
+
+@pytest.mark.parametrize("command", [["events"], ["events", "deliver"]])
+def test_events_without_a_database_create_none(
+    command: list[str],
+    settings: Settings,
+    scratch_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = _cli(monkeypatch, capsys, *command)
+    assert code == 1 and out == ""
+    assert err.startswith("error: no observation database at ") and err.count("\n") == 1
+    assert not settings.db_path.exists()
+    assert [path for path in scratch_home.rglob("*") if path.is_file()] == []
 
 
 def test_stdout_and_jsonl_sinks(tmp_path: Path) -> None:

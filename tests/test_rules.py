@@ -118,10 +118,34 @@ def test_unreadable_and_empty_files(tmp_path: Path) -> None:
         parse_rules("- a\n- b\n")
 
 
-@pytest.mark.parametrize("pack", ["office", "livestream_commerce", "home_entrance"])
-def test_demo_packs_load(pack: str) -> None:
+@pytest.mark.parametrize(
+    ("pack", "questions", "rules"),
+    [
+        (
+            "office",
+            ["lights_on", "person_lying", "at_front_desk", "wears_badge"],
+            ["lit_and_empty", "person_down", "stranger_at_desk_at_night"],
+        ),
+        (
+            "livestream_commerce",
+            ["cigarettes_shown", "medicine_shown", "cash_shown", "brand_logo"],
+            ["tobacco_on_sale", "prescription_drugs", "cash_deal", "branded_goods"],
+        ),
+        (
+            "home_entrance",
+            ["person_at_door", "package_on_doorstep"],
+            ["visitor", "night_visitor", "package_left"],
+        ),
+    ],
+)
+def test_demo_packs_load(pack: str, questions: list[str], rules: list[str]) -> None:
     ruleset = load_rules(DEMOS / f"{pack}.yaml")
     assert ruleset.questions and ruleset.rules
+    assert list(ruleset.questions) == questions
+    assert [rule.name for rule in ruleset.rules] == rules
+    for rule in ruleset.rules:
+        assert rule.sinks and set(rule.sinks) <= set(ruleset.sinks), rule.name
+    assert set(ruleset.state_changes.sinks) <= set(ruleset.sinks)
 
 
 def test_rules_check_command(tmp_path: Path) -> None:

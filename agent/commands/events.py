@@ -11,13 +11,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agent.commands.common import console, settings
+from agent.commands.common import console, existing_store, settings
 from agent.durations import parse_since
 from agent.errors import ScenewatchError
 from agent.outbox import DeliveryWorker, Outbox
 from agent.rules import RuleSet, format_seconds, load_rules
 from agent.sinks import SEVERITY_STYLES, Sender
-from memory.store import Store
 
 events_app = typer.Typer(help="Events raised by rules; deliver what is still in the outbox.")
 rules_app = typer.Typer(help="Rules files: named watch questions, predicates, sinks.", no_args_is_help=True)
@@ -51,11 +50,8 @@ def list_events(
     if ctx.invoked_subcommand is not None:
         return
     start = parse_since(since) if since else None
-    store = Store(settings().db_path)
-    try:
+    with existing_store(settings()) as store:
         found = Outbox(store).events(since=start, rule=rule, source=source, limit=limit)
-    finally:
-        store.close()
     if as_json:
         typer.echo(json.dumps(found, ensure_ascii=False))
         return
@@ -80,8 +76,7 @@ def list_events(
 def deliver() -> None:
     """Try every undelivered event again now (after a receiver outage, say)."""
     cfg = settings()
-    store = Store(cfg.db_path)
-    try:
+    with existing_store(cfg) as store:
         outbox = Outbox(store)
         sender = Sender(console=console)
         worker = DeliveryWorker(
@@ -92,8 +87,6 @@ def deliver() -> None:
         finally:
             sender.close()
         left = outbox.pending()
-    finally:
-        store.close()
     console.print(f"delivered {report.delivered}, failed {report.failed}")
     if left:
         raise ScenewatchError(f"{left} deliveries are still in the outbox (see the log above; retry later)")
