@@ -12,6 +12,9 @@ Every source yields :class:`Frame`s (BGR arrays with their time) from ``frames(s
   (capped at ``reconnect_max_s``), each attempt logged; the source only ends when ``stop``
   is set. ``ts`` is the capture time, ``video_t`` is None.
 
+A file or folder from which no frame at all can be read is an error (ScenewatchError), both
+when :func:`probe_source` checks it up front and when its ``frames`` end with nothing read.
+
 :func:`grab_frame` takes one frame for the agent's ``look`` tool.
 """
 
@@ -109,8 +112,9 @@ class VideoFileSource:
         return max(0.0, self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        """The sampled frames; ScenewatchError at the end when not one could be read."""
         sampler = _Sampler(self.every_s, 1 / self.fps if self.fps else 0.0)
-        index = 0
+        index = read = 0
         while not stop.is_set() and self._cap.grab():
             t = self._position(index)
             index += 1
@@ -122,7 +126,10 @@ class VideoFileSource:
                 self.unreadable += 1
                 log.warning("%s: cannot decode the frame at %.2f s; skipped", self.name, t)
                 continue
+            read += 1
             yield Frame(image, self.start_ts + t, t)
+        if not read and not stop.is_set():
+            raise no_frame_error(self.name)
         if not stop.is_set() and self.duration_s and self.video_s < self.duration_s - 1.0:
             log.warning(
                 "%s: the video ended at %.1f s of its stated %.1f s (truncated or corrupt?)",
@@ -147,7 +154,9 @@ class ImageFolderSource:
         self.files = folder_images(path)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        """The sampled images; ScenewatchError at the end when not one could be read."""
         sampler = _Sampler(self.every_s, self.interval_s)
+        read = 0
         for index, file in enumerate(self.files):
             if stop.is_set():
                 return
@@ -160,7 +169,10 @@ class ImageFolderSource:
                 self.unreadable += 1
                 log.warning("%s: cannot read image %s; skipped", self.name, file.name)
                 continue
+            read += 1
             yield Frame(image, self.start_ts + t, t)
+        if not read:
+            raise no_image_error(self.name)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -175,6 +187,16 @@ def folder_images(path: Path) -> list[Path]:
     if not files:
         raise ScenewatchError(f"no images in folder {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
+
+
+def no_frame_error(spec: str) -> ScenewatchError:
+    """The error for a video file from which not one frame could be read."""
+    return ScenewatchError(f"no frame could be read from {spec}: not a video, or corrupt")
+
+
+def no_image_error(spec: str) -> ScenewatchError:
+    """The error for an image folder in which not one image could be read."""
+    return ScenewatchError(f"no image could be read from folder {spec}: not images, or corrupt")
 
 
 _live_sources: weakref.WeakValueDictionary[str, LiveSource] = weakref.WeakValueDictionary()
@@ -299,16 +321,45 @@ def open_source(
         return LiveSource(
             spec, name=spec, every_s=every_s, reconnect_max_s=reconnect_max_s, timeout_s=timeout_s
         )
-    path = Path(spec).expanduser()
+    path = local_path(spec)
     if path.is_dir():
         interval = frame_interval_s or every_s
         return ImageFolderSource(path, name=spec, every_s=every_s, interval_s=interval, start_ts=start_ts)
-    if path.is_file():
-        return VideoFileSource(path, name=spec, every_s=every_s, start_ts=start_ts)
+    return VideoFileSource(path, name=spec, every_s=every_s, start_ts=start_ts)
+
+
+def local_path(spec: str) -> Path:
+    """The existing file or folder that ``spec`` names (ScenewatchError when there is none)."""
+    path = Path(spec).expanduser()
+    if path.is_dir() or path.is_file():
+        return path
     raise ScenewatchError(
         f"source not found: {spec} (give a video file, an image folder, a webcam index such as 0, "
         "or an rtsp:// or http(s):// URL)"
     )
+
+
+def probe_source(spec: str) -> None:
+    """Check that a file or folder source gives a frame, cheaply, before anything loads.
+
+    A video file must open and decode its first frame; a folder must hold an image that reads
+    (the first readable one ends the check). Live sources are not probed: they retry. Raises
+    ScenewatchError with the reason.
+    """
+    if is_live(spec):
+        return
+    path = local_path(spec)
+    if path.is_dir():
+        if not any(cv2.imread(str(file), cv2.IMREAD_COLOR) is not None for file in folder_images(path)):
+            raise no_image_error(spec)
+        return
+    cap, _, _ = open_video(path)
+    try:
+        ok, image = cap.read()
+    finally:
+        cap.release()
+    if not ok or image is None:
+        raise no_frame_error(spec)
 
 
 def grab_frame(
@@ -326,9 +377,9 @@ def grab_frame(
                 f"{source} is a live source: it has no frame at {at_s:g} s, only the newest"
             )
         return _grab_live(source.strip(), timeout_s)
-    path = Path(source).expanduser()
     if at_s is not None and at_s < 0:
         raise ScenewatchError(f"a time in a video cannot be negative: {at_s:g} s")
+    path = local_path(source)
     if path.is_dir():
         files = folder_images(path)
         index = len(files) - 1 if at_s is None else int(at_s / interval_s + 1e-9)
@@ -340,8 +391,6 @@ def grab_frame(
         if image is None:
             raise ScenewatchError(f"cannot read image {files[index]}")
         return image
-    if not path.is_file():
-        raise ScenewatchError(f"source not found: {source}")
     return _grab_file(path, at_s or 0.0)
 
 

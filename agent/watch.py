@@ -57,8 +57,25 @@ LATENCY_HISTORY = 10_000
 """Latencies kept per source for the p95 (the mean covers every request)."""
 
 
+class _LatencyFigures:
+    """Derived figures over ``latencies_ms``, ``latency_total_ms``, ``analysed``, ``skipped``, ``sampled``."""
+
+    @property
+    def mean_latency_ms(self) -> float:
+        return self.latency_total_ms / self.analysed if self.analysed else 0.0
+
+    @property
+    def p95_latency_ms(self) -> float:
+        return percentile(self.latencies_ms, 95)
+
+    @property
+    def skipped_fraction(self) -> float:
+        """Share of sampled frames the change gate kept from the model."""
+        return self.skipped / self.sampled if self.sampled else 0.0
+
+
 @dataclass
-class SourceStats:
+class SourceStats(_LatencyFigures):
     """What the watch did with one source."""
 
     source: str
@@ -79,17 +96,9 @@ class SourceStats:
         self.latency_total_ms += ms
 
     @property
-    def mean_latency_ms(self) -> float:
-        return self.latency_total_ms / self.analysed if self.analysed else 0.0
-
-    @property
-    def p95_latency_ms(self) -> float:
-        return percentile(self.latencies_ms, 95)
-
-    @property
-    def skipped_fraction(self) -> float:
-        """Share of sampled frames the change gate kept from the model."""
-        return self.skipped / self.sampled if self.sampled else 0.0
+    def fruitless(self) -> bool:
+        """Ended on an error, or every frame it read or sent failed: nothing analysed."""
+        return self.error is not None or (self.failed > 0 and self.analysed == 0)
 
 
 class _Total:
@@ -105,7 +114,7 @@ class _Total:
 
 
 @dataclass
-class WatchSummary:
+class WatchSummary(_LatencyFigures):
     """Per-source and total counts of a watch, its latencies and how long it ran."""
 
     sources: dict[str, SourceStats]
@@ -126,16 +135,9 @@ class WatchSummary:
         return [ms for stats in self.sources.values() for ms in stats.latencies_ms]
 
     @property
-    def mean_latency_ms(self) -> float:
-        return self.latency_total_ms / self.analysed if self.analysed else 0.0
-
-    @property
-    def p95_latency_ms(self) -> float:
-        return percentile(self.latencies_ms, 95)
-
-    @property
-    def skipped_fraction(self) -> float:
-        return self.skipped / self.sampled if self.sampled else 0.0
+    def fruitless(self) -> bool:
+        """Every source came to nothing (see :attr:`SourceStats.fruitless`)."""
+        return all(stats.fruitless for stats in self.sources.values())
 
     @property
     def errors(self) -> dict[str, str]:
@@ -347,9 +349,11 @@ def run_watch(
 ) -> WatchSummary:
     """Watch every source until the files end or ``stop`` is set; return what happened.
 
-    Sources are opened first: a missing, unreadable or corrupt file or folder raises
-    ScenewatchError before anything runs. Live sources retry their connection forever. The
-    listeners are closed at the end; the engine and the store belong to the caller.
+    Sources are opened first: a missing file, an empty folder or a video that cannot be opened
+    raises ScenewatchError before anything runs. A file or folder from which no frame can be
+    read ends that source with an error (``summary.errors``); :func:`~agent.sources.probe_source`
+    finds those up front, before a model loads. Live sources retry their connection forever.
+    The listeners are closed at the end; the engine and the store belong to the caller.
     """
     stop = stop or threading.Event()
     if len(set(sources)) != len(sources):

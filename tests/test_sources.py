@@ -20,6 +20,7 @@ from agent.sources import (
     grab_frame,
     is_live,
     open_source,
+    probe_source,
 )
 
 
@@ -141,6 +142,62 @@ def test_a_video_cut_short_ends_with_a_warning(tmp_path: Path, caplog: pytest.Lo
         frames = list(source.frames(threading.Event()))
     assert 0 < len(frames) < 10
     assert "ended at" in caplog.text or source.unreadable
+
+
+def unreadable_inputs(folder: Path) -> tuple[Path, Path]:
+    """A text file named like a JPEG (OpenCV opens it as a capture, then reads nothing) and a
+    folder of images none of which reads."""
+    fake = folder / "fake.jpg"
+    fake.write_text("not a picture, just text")
+    shots = folder / "shots"
+    paths = write_images(shots, 3)
+    for path in paths:
+        path.write_bytes(b"\x89PNG broken")
+    return fake, shots
+
+
+def test_a_file_that_yields_no_frame_is_an_error(tmp_path: Path) -> None:
+    fake, _ = unreadable_inputs(tmp_path)
+    try:
+        source = VideoFileSource(fake, name=str(fake), every_s=1.0, start_ts=0.0)
+    except ScenewatchError:
+        return  # an OpenCV that refuses it up front is as good
+    with pytest.raises(ScenewatchError, match=r"no frame could be read from .*fake\.jpg: not a video"):
+        list(source.frames(threading.Event()))
+    source.close()
+
+
+def test_a_folder_where_no_image_reads_is_an_error(tmp_path: Path) -> None:
+    _, shots = unreadable_inputs(tmp_path)
+    source = open_source(str(shots), every_s=1.0, start_ts=0.0)
+    with pytest.raises(ScenewatchError, match="no image could be read from folder"):
+        list(source.frames(threading.Event()))
+    assert source.unreadable == 3
+
+
+def test_probe_reads_a_first_frame_without_touching_live_sources(
+    tmp_path: Path, synthetic_clip: Path
+) -> None:
+    fake, shots = unreadable_inputs(tmp_path)
+    with pytest.raises(ScenewatchError, match=r"no frame could be read|cannot read video"):
+        probe_source(str(fake))
+    with pytest.raises(ScenewatchError, match="no image could be read from folder"):
+        probe_source(str(shots))
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(synthetic_clip.read_bytes()[: synthetic_clip.stat().st_size // 2])
+    with pytest.raises(ScenewatchError, match="cannot read video"):
+        probe_source(str(truncated))
+    with pytest.raises(ScenewatchError, match="source not found"):
+        probe_source(str(tmp_path / "nope.mp4"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ScenewatchError, match="no images"):
+        probe_source(str(tmp_path / "empty"))
+    cv2.imwrite(str(shots / "z_good.png"), np.zeros((8, 8, 3), np.uint8))  # one readable image is enough
+    probe_source(str(shots))
+    probe_source(str(synthetic_clip))
+    started = time.monotonic()
+    probe_source(f"http://127.0.0.1:{closed_port()}/video.mjpg")  # not connected to: live sources retry
+    assert time.monotonic() - started < 0.5
 
 
 @pytest.mark.parametrize(

@@ -230,3 +230,42 @@ def test_a_database_failure_stops_that_source_with_a_message(
 def test_an_unwritable_jsonl_path_is_a_clear_error(synthetic_clip: Path, tmp_path: Path) -> None:
     with pytest.raises(ScenewatchError, match="cannot write"):
         watch([synthetic_clip], Settings(home=tmp_path / "home"), counting_backend(), jsonl=tmp_path)
+
+
+def test_a_source_that_yields_nothing_ends_with_an_error_and_the_others_go_on(
+    synthetic_clip: Path, tmp_path: Path
+) -> None:
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not a picture, just text")
+    settings = Settings(home=tmp_path / "home")
+    summary, store = watch([synthetic_clip, fake], settings, counting_backend())
+    assert "no frame could be read" in summary.errors[str(fake)]
+    assert summary.sources[str(synthetic_clip)].analysed == store.count() > 0
+    assert not summary.fruitless
+    alone, _ = watch([fake], Settings(home=tmp_path / "alone"), counting_backend())
+    assert alone.fruitless and alone.analysed == 0
+
+
+def test_a_folder_of_unreadable_images_is_fruitless(tmp_path: Path) -> None:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for index in range(3):
+        (folder / f"{index}.jpg").write_bytes(b"\xff\xd8 truncated")
+    summary, _ = watch([folder], Settings(home=tmp_path / "home", frame_interval_s=1.0), counting_backend())
+    assert "no image could be read" in summary.errors[str(folder)]
+    assert summary.failed == 3 and summary.fruitless
+
+
+class BrokenBackend(ScriptedBackend):
+    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
+        raise RuntimeError("CUDA error: device-side assert")
+
+
+def test_a_model_that_fails_every_frame_is_fruitless_and_a_quiet_scene_is_not(
+    synthetic_clip: Path, tmp_path: Path
+) -> None:
+    failing, _ = watch([synthetic_clip], Settings(home=tmp_path / "a"), BrokenBackend())
+    assert failing.failed > 0 and failing.analysed == 0 and not failing.errors
+    assert failing.fruitless
+    quiet, _ = watch([synthetic_clip], Settings(home=tmp_path / "b", heartbeat_s=60.0), counting_backend())
+    assert quiet.skipped > quiet.analysed > 0 and not quiet.fruitless

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from agent.cli import app
 from agent.commands.watch import watch_questions
 from agent.errors import ScenewatchError
 from memory.store import Store
+from tools.vision.base import VisionRequest, VisionResult
+from tools.vision.scripted import ScriptedBackend
 
 
 def test_help_lists_the_options() -> None:
@@ -77,3 +80,17 @@ def test_watch_a_clip_with_the_tiny_model(
     assert {5.0, 12.0} <= {o.video_t for o in rows}  # the box comes and goes
     assert all(o.model == str(tiny_checkpoint) and Path(o.thumb_path).is_file() for o in rows)
     assert "sampled" in result.output and "40" in result.output  # 20 s at 500 ms
+
+
+class BrokenBackend(ScriptedBackend):
+    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
+        raise RuntimeError("CUDA error: device-side assert")
+
+
+@pytest.mark.parametrize(("backend", "exit_code"), [(BrokenBackend(), 1), (ScriptedBackend(default="{}"), 0)])
+def test_exit_1_only_when_nothing_could_be_analysed(
+    synthetic_clip: Path, monkeypatch: pytest.MonkeyPatch, backend: ScriptedBackend, exit_code: int
+) -> None:
+    monkeypatch.setattr("agent.commands.watch.make_backend", lambda cfg: backend)
+    result = CliRunner().invoke(app, ["watch", str(synthetic_clip), "--heartbeat", "1m"])
+    assert result.exit_code == exit_code, result.output

@@ -18,7 +18,7 @@ from agent.engine import Engine
 from agent.errors import ScenewatchError
 from agent.events import RuleEngine, load_rules
 from agent.listeners import ObservationListener
-from agent.sources import is_live, quiet_video_logs
+from agent.sources import probe_source, quiet_video_logs
 from agent.watch import run_watch
 from memory.episodes import EpisodeTracker
 from memory.indexer import Indexer
@@ -130,9 +130,8 @@ def watch(
     questions = {**(ruleset.questions if ruleset else {}), **watch_questions(question)}
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         quiet_video_logs()
-    for spec in sources:  # before the model loads: a typo should not cost a minute
-        if not is_live(spec) and not Path(spec).expanduser().exists():
-            raise ScenewatchError(f"source not found: {spec}")
+    for spec in sources:  # before the model loads: a typo or a bad file should not cost a minute
+        probe_source(spec)
     store = Store(cfg.db_path)
     listeners: list[ObservationListener] = []
     try:  # listeners in the documented order (docs/ARCHITECTURE.md, "Listeners"), then the model
@@ -168,7 +167,7 @@ def watch(
         err_console.print(f"[bold red]error:[/] {name}: {error}", highlight=False, soft_wrap=True)
     if signal.SIGINT in signals.received:
         raise typer.Exit(130)
-    if summary.errors and len(summary.errors) == len(summary.sources):
+    if summary.fruitless:  # every source ended on an error or unreadable input: nothing analysed
         raise typer.Exit(1)
 
 
