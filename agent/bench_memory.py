@@ -5,8 +5,9 @@ alike, so nothing is answered from a cache) over four sources and a week. Then:
 
 - **indexing**: observations are committed one batch at a time and handed to the background
   :class:`~memory.indexer.Indexer`, as a watch does, until all are in the index (embedding
-  included); the longest ``on_observation`` call shows it never blocks, and the process's RSS at
-  each quarter shows that memory does not grow with the number stored;
+  included); the longest ``on_observation`` call shows it never blocks;
+- **watch memory**: a fresh watch-like process (episode tracker and indexer, 200 new observations)
+  over an empty store and over the full one: its RSS must not grow with the number stored;
 - **recall**: latency p50/p95 without a filter, with a time filter (random windows from a minute to
   half the week, half of them for one source; every result checked to be in range), and with
   Chroma's own ``where`` filter for comparison;
@@ -20,6 +21,8 @@ import itertools
 import operator
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +34,7 @@ import psutil
 from agent.config import Settings
 from memory.embeddings import minilm_embeddings
 from memory.episodes import EpisodeTracker
-from memory.indexer import Indexer
+from memory.indexer import Indexer, unindexed_count
 from memory.store import Observation, Store
 from memory.vectors import Plan, VectorIndex, folder_bytes
 
@@ -39,6 +42,7 @@ Progress = Callable[[str, int, int], None]  # phase, done, total
 
 SPAN_S = 7 * 86400.0
 EPISODE_SAMPLE = 500  # observations run through the episode tracker (its cost is per observation)
+WATCH_PROBE = 200  # observations a probe watch process indexes
 COLORS = ("red", "blue", "green", "black", "white", "grey", "yellow", "orange", "brown", "purple")
 SUBJECTS = (  # (people, phrase); every phrase takes a colour, so each combination reads differently
     (1, "A man in a {c} jacket"),
@@ -225,7 +229,7 @@ def _fill_and_index(store: Store, settings: Settings, n: int, start_ts: float, p
             enqueue_ms.append((time.perf_counter() - tick) * 1000)
     quarter = 1
     while True:
-        left = store.execute("SELECT COUNT(*) FROM observations WHERE indexed = 0")[0][0]
+        left = unindexed_count(store)
         progress("indexing", n - left, n)
         while quarter <= 4 and n - left >= quarter * n / 4:
             rss.append(_rss_mb())
@@ -242,6 +246,32 @@ def _fill_and_index(store: Store, settings: Settings, n: int, start_ts: float, p
         "rss_mb_by_quarter": rss,
         "rss_mb": max(rss),
     }
+
+
+def watch_probe(db: str, start_ts: float) -> None:
+    """Print the resident set (MiB) of a watch-like process: the store opened with the episode tracker
+    and the indexer, :data:`WATCH_PROBE` new observations committed and indexed. Run it in a fresh
+    process, once over an empty store and once over a full one."""
+    settings = Settings(db=Path(db), chroma_url=None)
+    store = Store(settings.db_path)
+    listeners = [EpisodeTracker(store, settings), Indexer(store, settings)]
+    for obs in synthetic_observations(WATCH_PROBE, start_ts, seed=2):
+        store.add(obs)
+        for listener in listeners:
+            listener.on_observation(obs)
+    while unindexed_count(store):
+        time.sleep(0.1)
+    for listener in listeners:
+        listener.close()
+    print(_rss_mb())
+
+
+def _watch_rss_mb(db: Path, start_ts: float) -> float:
+    code = f"from agent.bench_memory import watch_probe; watch_probe({str(db)!r}, {start_ts!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"the watch probe failed: {done.stderr.strip()[-500:]}")
+    return float(done.stdout.split()[-1])
 
 
 def _time_recalls(
@@ -283,7 +313,9 @@ def run_memory_bench(
         start_ts = time.time() - SPAN_S
         span = (start_ts, start_ts + SPAN_S)
         report: dict[str, Any] = {"observations": n, "sources": len(PLACES), "index_batch": cfg.index_batch}
+        report["watch_rss_mb_empty_store"] = _watch_rss_mb(Path(scratch) / "empty.db", start_ts)
         report |= _fill_and_index(store, cfg, n, start_ts, report_progress)
+        report["watch_rss_mb"] = _watch_rss_mb(cfg.db_path, start_ts + SPAN_S)
         report["episode_p95_ms"] = _episode_p95_ms(cfg, start_ts)
         index = VectorIndex(store, cfg)
         try:

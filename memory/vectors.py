@@ -339,13 +339,21 @@ class VectorIndex:
         vector = self.embeddings.embed_query(query)
         filtered = source is not None or since is not None or until is not None
         hits: list[tuple[int, float]] = []
-        for shard in self.shards():
-            if not filtered:
-                hits += self._search(shard, vector, k)
-            elif plan == "where":
-                hits += self._search(shard, vector, k, where=where_filter(source, since, until))
-            else:
-                hits += self._search_range(shard, vector, k, source, since, until)
+        if not filtered or plan == "where":
+            where = where_filter(source, since, until)
+            for shard in self.shards():
+                hits += self._search(shard, vector, k, where=where)
+        else:
+            clause, params = range_sql("ts", "ts", since, until, source)
+            in_range = self.store.execute(
+                f"SELECT (id - 1) / {int(self.shard_size)} AS shard, COUNT(*) FROM observations"
+                f" WHERE {clause} GROUP BY shard",
+                params,
+            )
+            existing = set(self.shards())
+            for shard, count in in_range:
+                if shard in existing:
+                    hits += self._search_range(shard, vector, k, clause, params, count)
         hits.sort(key=lambda hit: hit[1])
         return self._hydrate(hits, k, source, since, until)
 
@@ -365,21 +373,10 @@ class VectorIndex:
         return [(int(doc.id), distance) for doc, distance in found if doc.id is not None]
 
     def _search_range(
-        self,
-        shard: int,
-        vector: list[float],
-        k: int,
-        source: str | None,
-        since: float | None,
-        until: float | None,
+        self, shard: int, vector: list[float], k: int, clause: str, params: list[Any], in_range: int
     ) -> list[tuple[int, float]]:
+        """The best ``k`` of one shard among its ``in_range`` rows that match ``clause``."""
         low, high = shard * self.shard_size + 1, (shard + 1) * self.shard_size
-        clause, params = range_sql("ts", "ts", since, until, source)
-        in_range = self.store.execute(
-            f"SELECT COUNT(*) FROM observations WHERE {clause} AND id BETWEEN ? AND ?", [*params, low, high]
-        )[0][0]
-        if not in_range:
-            return []
         if in_range <= EXACT_MAX:
             return self._exact(shard, vector, k, self._ids(clause, params, low, high))
         total = self.store.execute("SELECT COUNT(*) FROM observations WHERE id BETWEEN ? AND ?", (low, high))
