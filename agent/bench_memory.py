@@ -41,7 +41,7 @@ from memory.vectors import Plan, VectorIndex, folder_bytes
 Progress = Callable[[str, int, int], None]  # phase, done, total
 
 SPAN_S = 7 * 86400.0
-EPISODE_SAMPLE = 500  # observations run through the episode tracker (its cost is per observation)
+EPISODE_SAMPLE = 200  # observations run through the episode tracker (its cost is per observation)
 WATCH_PROBE = 200  # observations a probe watch process indexes
 COLORS = ("red", "blue", "green", "black", "white", "grey", "yellow", "orange", "brown", "purple")
 SUBJECTS = (  # (people, phrase); every phrase takes a colour, so each combination reads differently

@@ -4,8 +4,8 @@
 full the observation is left for a sweep (it stays ``indexed = 0`` in SQLite, the truth). Worker
 threads embed batches side by side (one torch thread each, which keeps its speed on a busy
 machine), write them to the index one at a time and mark them indexed. The first sweep, at start,
-repairs a crash between the SQLite commit and the index write. Memory stays flat: the queue is
-bounded, sweeps read a batch at a time, and the index lets go of the shards it has finished.
+repairs a crash between the SQLite commit and the index write. Nothing grows with what is
+stored: the queue is bounded, sweeps read a batch at a time, and only the newest shard is written.
 """
 
 from __future__ import annotations

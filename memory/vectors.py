@@ -5,9 +5,11 @@ SQLite is the truth; this index is derived from it and can be rebuilt (:meth:`Ve
 - **Where**: a local persistent Chroma at ``settings.chroma_dir``, or a Chroma server at
   ``settings.chroma_url``; telemetry off, and always the explicit MiniLM embedding function.
 - **Shards**: observations are split by id into collections of ``shard_size`` (``observations-00000``,
-  ...). Chroma holds the HNSW graph of every collection it touches in memory; a watch process writes
-  only to the newest shard and, opened with ``release_shards=True``, lets go of a shard when it moves
-  to the next, so its memory is bounded by one shard, not by everything stored.
+  ...). Chroma loads the whole HNSW graph of a collection it writes to (about 2 KB a vector); a watch
+  process writes only to the newest shard, so its memory does not depend on how much is stored.
+  Opened with ``release_shards=True`` it closes its client when it moves to the next shard; Chroma
+  still keeps part of what a process wrote (measured: 0.5-1.4 KB a vector), so a watch meant to run
+  for weeks is better pointed at a Chroma server (``chroma_url``).
 - **Documents**: the summary (the raw answer when it did not parse) plus the changes when there are
   any, clipped to :data:`MAX_DOCUMENT_CHARS`. Objects and actions are left out: the summary names
   what matters, and short texts keep embedding fast.
@@ -247,7 +249,7 @@ class VectorIndex:
         return sorted(self._collections())
 
     def _reopen(self) -> None:
-        """Close the client (Chroma frees the graphs it holds once no client of this folder is left)."""
+        """Close the client and open another (Chroma frees most of a graph once no client holds it)."""
         self._shards.clear()
         close = getattr(self._client, "close", None)
         if close is not None:

@@ -40,7 +40,8 @@ def test_a_small_run_reports_every_measure() -> None:
     assert set(report) >= KEYS
     assert report["command"] == "scenewatch bench memory --observations 300 --queries 10 --json"
     assert report["observations"] == 300 and report["recall_out_of_range"] == 0
-    assert report["reindex_same_results"] > 0.5
+    assert report["reindex_overlap"] >= 0.8  # near-ties may swap places, the same ones are found
+    assert report["watch_rss_mb"] > 0 and report["watch_rss_mb_empty_store"] > 0
     assert len(report["rss_mb_by_quarter"]) == 4
     assert report["index_rate_per_s"] > 0 and report["disk_mb"] > 0
     assert 0 < report["recall_p50_ms"] <= report["recall_p95_ms"]
