@@ -219,6 +219,7 @@ class VectorIndex:
         self._client = chroma_client(settings)
         self._shards: dict[int, Chroma] = {}
         self._last_written: int | None = None
+        self._newest: tuple[int, int] | None = None  # (shard, vectors) when recall last looked
 
     # -- shards ---------------------------------------------------------------------------------
 
@@ -336,14 +337,15 @@ class VectorIndex:
         ``plan="where"`` leaves the filtering to Chroma's ``where`` filter (slower on large
         indexes; kept to compare against).
         """
-        if k <= 0 or (since is not None and until is not None and since > until):
+        shards = self._current_shards()
+        if not shards or k <= 0 or (since is not None and until is not None and since > until):
             return []
         vector = self.embeddings.embed_query(query)
         filtered = source is not None or since is not None or until is not None
         hits: list[tuple[int, float]] = []
         if not filtered or plan == "where":
             where = where_filter(source, since, until)
-            for shard in self.shards():
+            for shard in shards:
                 hits += self._search(shard, vector, k, where=where)
         else:
             clause, params = range_sql("ts", "ts", since, until, source)
@@ -352,12 +354,26 @@ class VectorIndex:
                 f" WHERE {clause} GROUP BY shard",
                 params,
             )
-            existing = set(self.shards())
             for shard, count in in_range:
-                if shard in existing:
+                if shard in shards:
                     hits += self._search_range(shard, vector, k, clause, params, count)
         hits.sort(key=lambda hit: hit[1])
         return self._hydrate(hits, k, source, since, until)
+
+    def _current_shards(self) -> list[int]:
+        """The shards, after reopening the client if the newest grew since this index last looked.
+
+        A client keeps the graphs it has loaded: vectors another process (a watch) added since
+        then would be missing from its searches. Only the newest shard grows.
+        """
+        collections = self._collections()
+        if collections:
+            newest = max(collections)
+            count = collections[newest].count()
+            if self._newest not in (None, (newest, count)):
+                self._reopen()
+            self._newest = (newest, count)
+        return sorted(collections)
 
     def _search(
         self,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,4 +150,22 @@ def test_reindex_gives_the_same_results_as_the_live_index(store: Store, settings
     assert index.reindex() == 60
     assert index.count() == 60 and not store.unindexed()
     assert answers() == live
+    index.close()
+
+
+def test_a_long_lived_reader_sees_what_another_process_indexed(store: Store, settings: Settings) -> None:
+    index = _index(store, settings, _fill(store, 10))
+    assert index.recall("a parcel", k=1)  # the reader has loaded the graph
+    obs = Observation(source="cam0", ts=5000.0, summary="A hot air balloon lands in the garden.")
+    store.add(obs)
+    vector = index.embed([obs])[0]
+    writer = (  # another process (a watch) indexes the new observation
+        "import json, sys; from agent.config import Settings; from memory.store import Store; "
+        "from memory.vectors import VectorIndex; store = Store(sys.argv[1]); "
+        "index = VectorIndex(store, Settings(db=sys.argv[1])); obs = store.get(int(sys.argv[2])); "
+        "index.add([obs], [json.loads(sys.argv[3])]); store.mark_indexed([obs.id]); index.close()"
+    )
+    args = [str(settings.db_path), str(obs.id), json.dumps(vector)]
+    subprocess.run([sys.executable, "-c", writer, *args], check=True, timeout=120)
+    assert [item.id for item in index.recall("a balloon landing", k=1)] == [obs.id]
     index.close()
