@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -15,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agent.commands.bench import bench_app
-from agent.commands.common import console, err_console, settings
+from agent.commands.common import console, err_console, existing_store, settings
 from agent.config import Settings
 from agent.durations import parse_duration, parse_since
 from agent.errors import ScenewatchError
@@ -30,17 +28,6 @@ memory_app = typer.Typer(
 
 SINCE_HELP = "From this time: a duration ago (10m, 2h), a date (2024-05-01T12:00) or an epoch time."
 UNTIL_HELP = "Up to this time (same forms as --since); default now."
-
-
-@contextmanager
-def _store(cfg: Settings) -> Iterator[Store]:
-    if not cfg.db_path.is_file():
-        raise ScenewatchError(f"no observation database at {cfg.db_path}: run `scenewatch watch` first")
-    store = Store(cfg.db_path)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _range(since: str | None, until: str | None) -> tuple[float | None, float | None]:
@@ -84,7 +71,7 @@ def recall(
     """Find past observations by meaning, best match first, within a time range."""
     cfg = settings()
     start, end = _range(since, until)
-    with _store(cfg) as store, open_vectors(store, cfg) as index:
+    with existing_store(cfg) as store, open_vectors(store, cfg) as index:
         found = index.recall(query, source=source, since=start, until=end, k=k or cfg.recall_k)
     if _printed_plainly(found, as_json, "no matching observations"):
         return
@@ -105,7 +92,7 @@ def timeline_command(
     """Episodes (spans of an unchanged scene) and events in a time range, oldest first."""
     cfg = settings()
     start, end = _range(since, until)
-    with _store(cfg) as store:
+    with existing_store(cfg) as store:
         entries = timeline(store, start, end, source, limit=limit)
     if _printed_plainly(entries, as_json, "nothing observed in this time range"):
         return
@@ -138,7 +125,7 @@ def narrate_command(
     cfg = settings(model=model, backend=backend)
     start, end = _range(since, until)
     end = end if end is not None else time.time()
-    with _store(cfg) as store:
+    with existing_store(cfg) as store:
         story = narrate(store, make_backend(cfg), start, end, source, cfg)
     if as_json:
         typer.echo(json.dumps(story.to_dict(), ensure_ascii=False))
@@ -154,7 +141,11 @@ def narrate_command(
 def reindex() -> None:
     """Rebuild the vector index from the observation database (the truth)."""
     cfg = settings()
-    with _store(cfg) as store, open_vectors(store, cfg, release_shards=True) as index, _progress() as bar:
+    with (
+        existing_store(cfg) as store,
+        open_vectors(store, cfg, release_shards=True) as index,
+        _progress() as bar,
+    ):
         task = bar.add_task("reindexing", total=store.count())
         index.embeddings.embed_query("")  # load the model before the clock starts
         started = time.perf_counter()
@@ -167,7 +158,7 @@ def reindex() -> None:
 def stats(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False) -> None:
     """Observations, sources, time span, indexing state, episodes and disk use."""
     cfg = settings()
-    with _store(cfg) as store, open_vectors(store, cfg) as index:
+    with existing_store(cfg) as store, open_vectors(store, cfg) as index:
         report = _stats(store, cfg, index.count())
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False))
@@ -231,7 +222,7 @@ def prune_command(
 
     cfg = settings()
     cutoff = time.time() - parse_duration(older_than)
-    with _store(cfg) as store:
+    with existing_store(cfg) as store:
         doomed = count_older(store, cutoff)
         if not doomed:
             console.print(f"nothing observed before {clock(cutoff)}")
