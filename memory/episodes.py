@@ -144,7 +144,10 @@ class EpisodeTracker:
             current.episode.observations += 1
         else:
             if current is not None:
-                self._close(current.episode)
+                # Frames the gate skipped since the last observation were unchanged: the old state
+                # lasted until this one was seen (unless the gap says the watch was down).
+                contiguous = obs.ts - current.episode.end_ts <= self.gap_s
+                self._close(current.episode, until=obs.ts if contiguous else None)
             current = _Open(self._start(obs), vector, obs.summary or obs.raw)
             self._open[obs.source] = current
         obs.episode_id = current.episode.id
@@ -184,9 +187,14 @@ class EpisodeTracker:
             obs.thumb_path,
         )
 
-    def _close(self, episode: Episode) -> None:
+    def _close(self, episode: Episode, until: float | None = None) -> None:
+        """Close an episode; ``until`` extends it to when the next state was first seen."""
         episode.closed = True
-        self.store.execute("UPDATE episodes SET closed = 1 WHERE id = ?", (episode.id,))
+        if until is not None:
+            episode.end_ts = max(episode.end_ts, until)
+        self.store.execute(
+            "UPDATE episodes SET closed = 1, end_ts = ? WHERE id = ?", (episode.end_ts, episode.id)
+        )
 
 
 def text_similarity(a: str, b: str) -> float:

@@ -58,13 +58,15 @@ def test_episodes_merge_and_split_at_the_right_places(store: Store) -> None:
     assert [ordinal[episode] for episode in assigned] == [step[-1] for step in SCRIPT]
     assert [obs.episode_id for obs in store.between(source="office")] == assigned  # stored too
     episodes = episodes_between(store, source="office")
+    # A state lasts until the next one is first seen (the gate skipped unchanged frames in
+    # between), except across a gap longer than episode_gap_s (70 -> 500): the watch was down.
     assert [(ep.start_ts, ep.end_ts, ep.observations) for ep in episodes] == [
-        (0, 20, 3),
-        (30, 30, 1),
-        (40, 50, 2),
-        (60, 60, 1),
+        (0, 30, 3),
+        (30, 40, 1),
+        (40, 60, 2),
+        (60, 70, 1),
         (70, 70, 1),
-        (500, 510, 2),
+        (500, 520, 2),
         (520, 520, 1),
     ]
     assert (

@@ -58,8 +58,9 @@ def test_a_short_range_is_told_in_one_prompt_with_times_durations_and_changes(st
     assert (story.episodes, story.events, story.model_calls, story.levels) == (4, 0, 1, 1)
     prompt = _prompt(backend.requests[0])
     assert "Camera: yard" in prompt
+    # Scene 1 is seen from 50 s to 90 s and lasts until scene 2 is first seen at 100 s.
     assert (
-        "(40s, 5 obs) [yard] Scene 1: a blue car near the gate. Changed: the car moved to spot 1." in prompt
+        "(50s, 5 obs) [yard] Scene 1: a blue car near the gate. Changed: the car moved to spot 1." in prompt
     )
     assert "(people 1)" in prompt
 
