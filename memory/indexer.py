@@ -110,15 +110,12 @@ class Indexer:
                     return []
                 self._missed.clear()
                 self._sweep_after = 0
-            rows = self.store.execute(
-                "SELECT id FROM observations WHERE indexed = 0 AND id > ? ORDER BY id LIMIT ?",
-                (self._sweep_after, self.batch),
-            )
-            if not rows:
+            ids = self.store.unindexed_ids(self._sweep_after, self.batch)
+            if not ids:
                 self._sweep_after = None
                 return []
-            self._sweep_after = rows[-1][0]
-        return self.store.get_many([row[0] for row in rows])
+            self._sweep_after = ids[-1]
+        return self.store.get_many(ids)
 
     def _take(self) -> list[Observation]:
         """Up to ``batch`` queued observations, waiting at most ``max_wait_s`` to fill a batch."""
@@ -154,8 +151,8 @@ class Indexer:
 
 
 def unindexed_count(store: Store) -> int:
-    """Committed observations not yet in the index."""
-    return int(store.execute("SELECT COUNT(*) FROM observations WHERE indexed = 0")[0][0])
+    """Committed observations not yet in the index (:meth:`Store.unindexed_count`)."""
+    return store.unindexed_count()
 
 
 def index_all(

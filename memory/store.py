@@ -170,10 +170,6 @@ class Store:
         obs.id = int(cursor.lastrowid or 0)
         return obs.id
 
-    def get(self, observation_id: int) -> Observation | None:
-        rows = self.execute("SELECT * FROM observations WHERE id = ?", (observation_id,))
-        return _row_to_observation(rows[0]) if rows else None
-
     def get_many(self, ids: Sequence[int]) -> list[Observation]:
         """Observations by id, in the order of ``ids`` (missing ones left out)."""
         if not ids:
@@ -220,9 +216,9 @@ class Store:
         rows = self.execute(f"SELECT * FROM observations {where} ORDER BY ts, id{tail}", params)
         return [_row_to_observation(row) for row in rows]
 
-    def iter_all(self, batch: int = 2000, after_id: int = 0) -> Iterator[list[Observation]]:
+    def iter_all(self, batch: int = 2000) -> Iterator[list[Observation]]:
         """Every observation in id order, ``batch`` at a time (bounded memory)."""
-        last = after_id
+        last = 0
         while True:
             rows = self.execute("SELECT * FROM observations WHERE id > ? ORDER BY id LIMIT ?", (last, batch))
             if not rows:
@@ -230,10 +226,16 @@ class Store:
             last = rows[-1]["id"]
             yield [_row_to_observation(row) for row in rows]
 
-    def unindexed(self, limit: int = 1000) -> list[Observation]:
-        """Committed observations not yet in the vector index, oldest first."""
-        rows = self.execute("SELECT * FROM observations WHERE indexed = 0 ORDER BY id LIMIT ?", (limit,))
-        return [_row_to_observation(row) for row in rows]
+    def unindexed_ids(self, after_id: int = 0, limit: int = 1000) -> list[int]:
+        """Ids of committed observations not yet in the vector index, after ``after_id``, in order."""
+        rows = self.execute(
+            "SELECT id FROM observations WHERE indexed = 0 AND id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        )
+        return [row[0] for row in rows]
+
+    def unindexed_count(self) -> int:
+        """How many committed observations are not yet in the vector index."""
+        return int(self.execute("SELECT COUNT(*) FROM observations WHERE indexed = 0")[0][0])
 
     def mark_indexed(self, ids: Sequence[int], indexed: bool = True) -> None:
         if not ids:

@@ -53,6 +53,7 @@ EXACT_MAX = 300  # candidates in a shard compared exactly (fetching their vector
 WIDE_FRACTION = 0.2  # a shard this much in range is searched unfiltered, over-fetching
 OVERFETCH_MAX = 400
 _PREFIX = "observations-"
+_CONFIGURATION: Any = {"hnsw": {"space": "cosine"}}  # every shard: cosine distance
 _NO_CHANGE = {"", "none", "no change", "no changes", "nothing", "n/a"}
 
 Plan = Literal["auto", "where"]
@@ -198,8 +199,13 @@ def _one_thread() -> Iterator[None]:
 class VectorIndex:
     """The observation vectors of one store: add, delete, recall, rebuild.
 
-    ``recall`` has the signature the agent's recall tool expects. ``embed`` may run on several
-    threads at once; everything else wants one thread at a time.
+    ``recall`` has the signature the agent's recall tool expects.
+
+    Threads: ``embed`` is safe on several threads at once (the background indexer's workers embed
+    side by side). Everything else (``add``, ``delete``, ``clear``, ``recall``, ``close``) changes
+    the shard and client caches and is not: callers serialise it. One index may be shared between
+    threads that way; :class:`~memory.indexer.Indexer` does, holding its write lock around ``add``
+    (and the ``mark_indexed`` that follows), so only one worker writes at a time.
     """
 
     def __init__(
@@ -234,7 +240,7 @@ class VectorIndex:
                 collection_name=f"{_PREFIX}{shard:05d}",
                 embedding_function=self.embeddings,
                 client=self._client,
-                collection_configuration={"hnsw": {"space": "cosine"}},
+                collection_configuration=_CONFIGURATION,
             )
         return self._shards[shard]
 
@@ -275,10 +281,13 @@ class VectorIndex:
             if self._release_shards and self._last_written not in (None, shard):
                 self._reopen()
             self._last_written = shard
+            collection = self._client.get_or_create_collection(  # as langchain-chroma opens it
+                name=f"{_PREFIX}{shard:05d}", embedding_function=None, configuration=_CONFIGURATION
+            )
             step = self._client.get_max_batch_size()
             for start in range(0, len(group), step):
                 chunk = group[start : start + step]
-                self._shard(shard)._collection.upsert(  # langchain's handle on the Chroma collection
+                collection.upsert(  # the vectors are precomputed: chromadb's own collection, no langchain
                     ids=[str(obs.id) for obs, _ in chunk],
                     embeddings=[vector for _, vector in chunk],
                     metadatas=[metadata(obs) for obs, _ in chunk],

@@ -47,7 +47,7 @@ def _commit(store: Store, n: int, start: int = 0) -> list[Observation]:
 
 def _wait_indexed(store: Store, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while store.unindexed(limit=1):
+    while store.unindexed_ids(limit=1):
         assert time.monotonic() < deadline, "indexing did not finish"
         time.sleep(0.02)
 
@@ -77,7 +77,7 @@ def test_close_flushes_the_queue(tmp_path: Path) -> None:
         indexer.on_observation(obs)
     indexer.close(timeout=10)
     assert sorted(index.added) == list(range(1, 21))
-    assert not store.unindexed()
+    assert not store.unindexed_count()
 
 
 def test_a_failed_write_is_retried(tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ def test_a_crash_between_commit_and_index_is_repaired_at_the_next_start(tmp_path
     # The crash: rows committed to SQLite, the process dies before they reach the index.
     _commit(store, 15, start=10)
     index = VectorIndex(store, settings)
-    assert index.count() == 10 and len(store.unindexed()) == 15
+    assert index.count() == 10 and store.unindexed_count() == 15
     index.close()
 
     restarted = Indexer(store, settings)  # the sweep at start indexes what was missed

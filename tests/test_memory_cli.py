@@ -113,6 +113,15 @@ def test_narrate_tells_the_range_through_the_model(home: Path, monkeypatch: pyte
     assert all(text in prompt for text in RECENT) and not any(text in prompt for text in OLD)
 
 
+def test_narrate_an_empty_range_loads_no_model(home: Path) -> None:
+    since = time.strftime("%Y-%m-%dT%H:%M", time.localtime(NOW - 20 * 86400))
+    until = time.strftime("%Y-%m-%dT%H:%M", time.localtime(NOW - 10 * 86400))
+    for args in (["--since", "1h", "--source", "nowhere"], ["--since", since, "--until", until]):
+        result = runner.invoke(app, ["narrate", *args, "--model", "no/such-model"])
+        assert result.exit_code == 0, result.output
+        assert "Nothing was observed" in result.output
+
+
 def test_clear_errors(scratch_home: Path) -> None:
     missing = runner.invoke(app, ["recall", "anything"])
     assert isinstance(missing.exception, ScenewatchError) and "run `scenewatch watch` first" in str(

@@ -25,17 +25,18 @@ def test_round_trip_and_queries(tmp_path: Path) -> None:
     store.add(Observation(source="cam", ts=101.0, summary="a person enters", people=1, video_t=1.0))
     store.add(Observation(source="door", ts=102.0, summary="a parcel", parsed=False, raw="a parcel"))
     assert first.id == 1
-    again = store.get(1)
-    assert again == first
+    assert store.get_many([1]) == [first]
     assert [o.summary for o in store.recent("cam", 5)] == ["empty room", "a person enters"]
     assert [o.source for o in store.recent(None, 2)] == ["cam", "door"]
     assert [o.ts for o in store.between(since=100.5, until=102.0)] == [101.0, 102.0]
     assert store.count() == 3 and store.count("cam") == 2
     assert store.sources() == ["cam", "door"]
-    assert [o.id for o in store.unindexed()] == [1, 2, 3]
+    assert store.unindexed_ids() == [1, 2, 3] and store.unindexed_count() == 3
+    assert store.unindexed_ids(after_id=1, limit=1) == [2]
     store.mark_indexed([1, 2])
-    assert [o.id for o in store.unindexed()] == [3]
+    assert store.unindexed_ids() == [3] and store.unindexed_count() == 1
     assert [o.id for o in store.get_many([3, 1])] == [3, 1]
+    assert [o.id for o in store.between(limit=2)] == [1, 2]
     assert [len(b) for b in store.iter_all(batch=2)] == [2, 1]
 
 

@@ -138,7 +138,7 @@ def test_reindex_gives_the_same_results_as_the_live_index(store: Store, settings
         indexer.on_observation(obs)  # as the watch loop does, after each commit
     indexer.close()
     live_index.close()
-    assert not store.unindexed()
+    assert not store.unindexed_count()
     index = VectorIndex(store, settings.model_copy(update={"index_batch": 7}), shard_size=16)
     queries = ["a parcel", "cars", "a cat", "people talking", "plants", "night"]
 
@@ -148,7 +148,7 @@ def test_reindex_gives_the_same_results_as_the_live_index(store: Store, settings
 
     live = answers()
     assert index.reindex() == 60
-    assert index.count() == 60 and not store.unindexed()
+    assert index.count() == 60 and not store.unindexed_count()
     assert answers() == live
     index.close()
 
@@ -162,7 +162,7 @@ def test_a_long_lived_reader_sees_what_another_process_indexed(store: Store, set
     writer = (  # another process (a watch) indexes the new observation
         "import json, sys; from agent.config import Settings; from memory.store import Store; "
         "from memory.vectors import VectorIndex; store = Store(sys.argv[1]); "
-        "index = VectorIndex(store, Settings(db=sys.argv[1])); obs = store.get(int(sys.argv[2])); "
+        "index = VectorIndex(store, Settings(db=sys.argv[1])); [obs] = store.get_many([int(sys.argv[2])]); "
         "index.add([obs], [json.loads(sys.argv[3])]); store.mark_indexed([obs.id]); index.close()"
     )
     args = [str(settings.db_path), str(obs.id), json.dumps(vector)]

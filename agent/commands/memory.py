@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -21,6 +22,9 @@ from memory.episodes import EPISODES_SCHEMA, format_duration, timeline
 from memory.store import Store
 from memory.vectors import folder_bytes, open_vectors
 from tools.timeline import clock, video_position
+
+if TYPE_CHECKING:
+    from tools.vision.base import VisionRequest, VisionResult
 
 memory_app = typer.Typer(
     help="The observation memory: rebuild the vector index, statistics, pruning.", no_args_is_help=True
@@ -110,6 +114,20 @@ def timeline_command(
     console.print(table)
 
 
+class _LazyBackend:
+    """A generator that builds its backend (loads the model) on the first request, so a range with
+    nothing in it is answered without loading one."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._backend: Any = None
+
+    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
+        if self._backend is None:
+            self._backend = self._build()
+        return self._backend.generate(requests)
+
+
 def narrate_command(
     source: Annotated[str | None, typer.Option(help="Only this source (default: all).")] = None,
     since: Annotated[str, typer.Option(help=SINCE_HELP)] = "10m",
@@ -126,7 +144,7 @@ def narrate_command(
     start, end = _range(since, until)
     end = end if end is not None else time.time()
     with existing_store(cfg) as store:
-        story = narrate(store, make_backend(cfg), start, end, source, cfg)
+        story = narrate(store, _LazyBackend(lambda: make_backend(cfg)), start, end, source, cfg)
     if as_json:
         typer.echo(json.dumps(story.to_dict(), ensure_ascii=False))
         return
@@ -159,7 +177,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON obj
     """Observations, sources, time span, indexing state, episodes and disk use."""
     cfg = settings()
     with existing_store(cfg) as store, open_vectors(store, cfg) as index:
-        report = _stats(store, cfg, index.count())
+        report = _stats(store, cfg, index.count(), index.disk_bytes())
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False))
         return
@@ -181,7 +199,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON obj
     console.print(table)
 
 
-def _stats(store: Store, cfg: Settings, vectors: int) -> dict[str, Any]:
+def _stats(store: Store, cfg: Settings, vectors: int, vectors_bytes: int) -> dict[str, Any]:
     store.ensure_schema(EPISODES_SCHEMA)
     first, last, unindexed = store.execute(
         "SELECT MIN(ts), MAX(ts), COUNT(*) FILTER (WHERE indexed = 0) FROM observations"
@@ -203,7 +221,7 @@ def _stats(store: Store, cfg: Settings, vectors: int) -> dict[str, Any]:
         "episodes": episodes,
         "open_episodes": open_episodes,
         "db_bytes": sum(path.stat().st_size for path in db_files),
-        "vectors_bytes": folder_bytes(cfg.chroma_dir),
+        "vectors_bytes": vectors_bytes,
         "thumbs_bytes": folder_bytes(cfg.thumbs_dir),
     }
 
