@@ -216,16 +216,6 @@ class Store:
         rows = self.execute(f"SELECT * FROM observations {where} ORDER BY ts, id{tail}", params)
         return [_row_to_observation(row) for row in rows]
 
-    def iter_all(self, batch: int = 2000) -> Iterator[list[Observation]]:
-        """Every observation in id order, ``batch`` at a time (bounded memory)."""
-        last = 0
-        while True:
-            rows = self.execute("SELECT * FROM observations WHERE id > ? ORDER BY id LIMIT ?", (last, batch))
-            if not rows:
-                return
-            last = rows[-1]["id"]
-            yield [_row_to_observation(row) for row in rows]
-
     def unindexed_ids(self, after_id: int = 0, limit: int = 1000) -> list[int]:
         """Ids of committed observations not yet in the vector index, after ``after_id``, in order."""
         rows = self.execute(

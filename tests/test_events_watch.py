@@ -73,7 +73,7 @@ def test_watch_with_rules_over_a_clip(synthetic_clip: Path, tmp_path: Path) -> N
         )
     finally:
         engine.close()
-    lit = [obs for batch in store.iter_all() for obs in batch if obs.answers.get("lights_on")]
+    lit = [obs for obs in store.between() if obs.answers.get("lights_on")]
     assert len(lit) == 7  # seconds 5 to 11
     start = lit[0].ts - lit[0].video_t
     events = Outbox(store).events()

@@ -37,7 +37,6 @@ def test_round_trip_and_queries(tmp_path: Path) -> None:
     assert store.unindexed_ids() == [3] and store.unindexed_count() == 1
     assert [o.id for o in store.get_many([3, 1])] == [3, 1]
     assert [o.id for o in store.between(limit=2)] == [1, 2]
-    assert [len(b) for b in store.iter_all(batch=2)] == [2, 1]
 
 
 def test_reopen_appends(tmp_path: Path) -> None:
