@@ -44,6 +44,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from agent.config import Settings
+from agent.durations import clock
 from agent.engine import Engine
 from agent.errors import ScenewatchError
 from memory.store import Observation, Store
@@ -52,7 +53,7 @@ from prompts import load_prompt
 from tools.chat_model import make_chat_model
 from tools.recall import format_recalled
 from tools.registry import build_tools
-from tools.timeline import cite, clock
+from tools.timeline import cite
 from tools.vision.base import VisionBackend
 from tools.vision.factory import make_backend
 

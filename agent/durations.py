@@ -1,4 +1,5 @@
-"""Durations and points in time as people type them: ``1s``, ``500ms``, ``10m``, ``1h``, ``30d``."""
+"""Durations and points in time as text: parsed as people type them (``1s``, ``500ms``, ``10m``,
+``1h``, ``30d``) and written as people read them (local clock times, video positions)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,20 @@ def parse_since(text: str, *, now: float | None = None) -> float:
         raise ScenewatchError(
             f"not a time: {text!r} (a duration ago such as 10m or 2h, or a date such as 2024-05-01T12:00)"
         ) from None
+
+
+def clock_format(ts: float, *, now: float | None = None) -> str:
+    """``strftime`` format for ``ts``: the time alone today, with the date on another day."""
+    today = datetime.fromtimestamp(time.time() if now is None else now).date()
+    return "%H:%M:%S" if datetime.fromtimestamp(ts).date() == today else "%Y-%m-%d %H:%M:%S"
+
+
+def clock(ts: float, *, now: float | None = None) -> str:
+    """Local time of ``ts``: ``14:03:05`` today, ``2024-05-01 14:03:05`` on another day."""
+    return datetime.fromtimestamp(ts).strftime(clock_format(ts, now=now))
+
+
+def video_position(seconds: float) -> str:
+    """A position in a video as ``m:ss.s`` (``0:05.0``, ``12:30.5``)."""
+    minutes, rest = divmod(max(seconds, 0.0), 60)
+    return f"{int(minutes)}:{rest:04.1f}"

@@ -12,11 +12,11 @@ from pydantic import BaseModel, Field
 
 from agent.config import Settings
 from agent.describe import frame_to_image
+from agent.durations import clock, video_position
 from agent.errors import ScenewatchError
 from agent.sources import grab_frame
 from memory.store import Store
 from prompts import load_prompt
-from tools.timeline import clock, video_position
 from tools.vision.base import VisionBackend, VisionRequest
 
 log = logging.getLogger(__name__)

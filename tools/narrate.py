@@ -6,9 +6,10 @@ from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, Field
 
 from agent.config import Settings
+from agent.durations import clock
 from memory.narrative import narrate
 from memory.store import Store
-from tools.timeline import clock, parse_when
+from tools.timeline import parse_when
 from tools.vision.base import VisionBackend
 
 

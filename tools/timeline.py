@@ -15,7 +15,7 @@ from typing import Protocol
 from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, Field
 
-from agent.durations import parse_since
+from agent.durations import clock, clock_format, parse_since, video_position
 from agent.errors import ScenewatchError
 from memory.episodes import TimelineEntry, timeline
 from memory.narrative import log_line
@@ -23,23 +23,6 @@ from memory.store import Store
 
 TIMELINE_LINES = 60  # most timeline entries one answer lists
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
-
-
-def clock_format(ts: float, *, now: float | None = None) -> str:
-    """``strftime`` format for ``ts``: the time alone today, with the date on another day."""
-    today = datetime.fromtimestamp(time.time() if now is None else now).date()
-    return "%H:%M:%S" if datetime.fromtimestamp(ts).date() == today else "%Y-%m-%d %H:%M:%S"
-
-
-def clock(ts: float, *, now: float | None = None) -> str:
-    """Local time of ``ts``: ``14:03:05`` today, ``2024-05-01 14:03:05`` on another day."""
-    return datetime.fromtimestamp(ts).strftime(clock_format(ts, now=now))
-
-
-def video_position(seconds: float) -> str:
-    """A position in a video as ``m:ss.s`` (``0:05.0``, ``12:30.5``)."""
-    minutes, rest = divmod(max(seconds, 0.0), 60)
-    return f"{int(minutes)}:{rest:04.1f}"
 
 
 class Timed(Protocol):

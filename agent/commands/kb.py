@@ -5,32 +5,41 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from agent.commands.common import console, settings
+from agent.config import Settings
 from agent.errors import ScenewatchError
-from memory.knowledge import DEFAULT_KB, KnowledgeBase
-from tools.troubleshoot import troubleshoot
 from tools.vision.factory import make_backend
 from tools.vision.images import load_image
 
+if TYPE_CHECKING:
+    from memory.knowledge import KnowledgeBase
+
 kb_app = typer.Typer(help="Knowledge bases of device manuals (Markdown, text, PDF).", no_args_is_help=True)
 
-KbOption = Annotated[str, typer.Option("--kb", help="Knowledge base name.")]
+KbOption = Annotated[str | None, typer.Option("--kb", help="Knowledge base name (default: default).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _knowledge_base(kb: str | None, cfg: Settings | None = None) -> KnowledgeBase:
+    """Open a knowledge base; the heavy retrieval stack loads only for the commands that use it."""
+    from memory.knowledge import DEFAULT_KB, KnowledgeBase
+
+    return KnowledgeBase.open(cfg or settings(), kb or DEFAULT_KB)
 
 
 @kb_app.command("add")
 def add(
     paths: Annotated[list[Path], typer.Argument(help="Manuals (.md, .txt, .pdf) or folders of them.")],
-    kb: KbOption = DEFAULT_KB,
+    kb: KbOption = None,
 ) -> None:
     """Add manuals: a changed file replaces its old chunks, an unchanged one is left as it is."""
-    results = KnowledgeBase.open(settings(), kb).add(paths)
+    results = _knowledge_base(kb).add(paths)
     if not results:
         raise ScenewatchError(f"no .md, .txt or .pdf files in {', '.join(map(str, paths))}")
     for result in results:
@@ -48,9 +57,9 @@ def add(
 
 
 @kb_app.command("list")
-def list_documents(kb: KbOption = DEFAULT_KB, as_json: JsonOption = False) -> None:
+def list_documents(kb: KbOption = None, as_json: JsonOption = False) -> None:
     """List the files in a knowledge base."""
-    documents = KnowledgeBase.open(settings(), kb).require().index.documents()
+    documents = _knowledge_base(kb).require().index.documents()
     if as_json:
         typer.echo(json.dumps([{"source": d.source, "path": d.path, "chunks": d.chunks} for d in documents]))
         return
@@ -63,22 +72,22 @@ def list_documents(kb: KbOption = DEFAULT_KB, as_json: JsonOption = False) -> No
 @kb_app.command("remove")
 def remove(
     source: Annotated[str, typer.Argument(help="File name as listed by `kb list` (or its path).")],
-    kb: KbOption = DEFAULT_KB,
+    kb: KbOption = None,
 ) -> None:
     """Remove a file and its chunks from a knowledge base."""
-    removed = KnowledgeBase.open(settings(), kb).require().remove(source)
+    removed = _knowledge_base(kb).require().remove(source)
     console.print(f"removed {Path(source).name} ({removed} chunks)", highlight=False)
 
 
 @kb_app.command("search")
 def search(
     query: Annotated[str, typer.Argument(help="What to look for: words, an error code, a model number.")],
-    kb: KbOption = DEFAULT_KB,
+    kb: KbOption = None,
     k: Annotated[int, typer.Option("-k", min=1, help="How many chunks to return.")] = 5,
     as_json: JsonOption = False,
 ) -> None:
     """Search a knowledge base by meaning and keywords; print the best chunks."""
-    hits = KnowledgeBase.open(settings(), kb).require().search(query, k)
+    hits = _knowledge_base(kb).require().search(query, k)
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False))
         return
@@ -90,7 +99,7 @@ def search(
 def troubleshoot_command(
     photo: Annotated[str, typer.Argument(help="Photo of the device, or - to read image bytes from stdin.")],
     question: Annotated[str, typer.Option(help="What you see or want to know.")] = "",
-    kb: KbOption = DEFAULT_KB,
+    kb: KbOption = None,
     model: Annotated[str | None, typer.Option(help="Model id or local checkpoint folder.")] = None,
     backend: Annotated[str | None, typer.Option(help="local or openai.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Most tokens in each answer.")] = None,
@@ -99,8 +108,10 @@ def troubleshoot_command(
 ) -> None:
     """Troubleshoot a device from a photo: read its lights and codes, answer from the manuals with sources."""
     cfg = settings(model=model, backend=backend, max_new_tokens=max_new_tokens, device=device)
-    base = KnowledgeBase.open(cfg, kb).require()
+    base = _knowledge_base(kb, cfg).require()
     picture = load_image(sys.stdin.buffer.read() if photo == "-" else Path(photo))
+    from tools.troubleshoot import troubleshoot
+
     result = troubleshoot(make_backend(cfg), picture, base, cfg, question)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))

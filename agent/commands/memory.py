@@ -16,12 +16,11 @@ from rich.table import Table
 from agent.commands.bench import bench_app
 from agent.commands.common import console, err_console, existing_store, settings
 from agent.config import Settings
-from agent.durations import parse_duration, parse_since
+from agent.durations import clock, parse_duration, parse_since, video_position
 from agent.errors import ScenewatchError
 from memory.episodes import EPISODES_SCHEMA, format_duration, timeline
 from memory.store import Store
 from memory.vectors import folder_bytes, open_vectors
-from tools.timeline import clock, video_position
 
 if TYPE_CHECKING:
     from tools.vision.base import VisionRequest, VisionResult
