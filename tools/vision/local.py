@@ -149,7 +149,11 @@ class LocalQwenBackend:
         self.processor.tokenizer.padding_side = "left"
         self.image_token_id = self.model.config.image_token_id
         self.decoder = pick_decoder(decoder, self.model, self.device)
-        self.decoder_name = "hf" if self.decoder is None else "static"
+
+    @property
+    def decoder_name(self) -> str:
+        """``static`` when the CUDA-graph decoder runs the answers, ``hf`` for transformers' generate."""
+        return "hf" if self.decoder is None else "static"
 
     def _prepare(self, messages: Sequence[Message]) -> list[Message]:
         """Copy messages with every image shrunk to the pixel budget."""
