@@ -36,6 +36,8 @@ class SizeResult:
     p95_ms: float
     mean_ms: float
     fps: float  # one stream, one look after another
+    first_token_p50_ms: float  # a look decoding one token: preparation, vision tower, prefill
+    ms_per_token: float  # the rest of a look, per further token
     peak_memory_mib: float
     memory_kind: str
 
@@ -86,6 +88,13 @@ def warm_batches(backend: VisionBackend, request: VisionRequest, largest: int) -
         batch *= 2
 
 
+def decode_split(p50_ms: float, first_token_ms: float, new_tokens: int) -> float:
+    """Milliseconds per token after the first: what a look adds over a one-token look, per token."""
+    if new_tokens <= 1:
+        return 0.0
+    return round(max(p50_ms - first_token_ms, 0.0) / (new_tokens - 1), 2)
+
+
 def bench_sizes(
     backend: VisionBackend,
     frames: Sequence[np.ndarray],
@@ -96,7 +105,11 @@ def bench_sizes(
     device: str,
     progress: Progress,
 ) -> list[SizeResult]:
-    """Batch-1 latency, image tokens and peak memory at each square input size."""
+    """Batch-1 latency, image tokens and peak memory at each square input size.
+
+    Each size also times ``runs`` looks that decode a single token, which splits a look into
+    its time to the first token and a cost per further token.
+    """
     results = []
     for size in sizes:
         images = [square_image(frame, size) for frame in frames]
@@ -108,7 +121,13 @@ def bench_sizes(
                 started = time.perf_counter()
                 results_at_size += backend.generate([look_request(images[run % len(images)], new_tokens)])
                 latencies.append((time.perf_counter() - started) * 1000)
+        first_token = []
+        for run in range(runs):
+            started = time.perf_counter()
+            backend.generate([look_request(images[run % len(images)], 1)])
+            first_token.append((time.perf_counter() - started) * 1000)
         last = results_at_size[-1]
+        p50_ms, first_token_p50 = pct(latencies, 50), pct(first_token, 50)
         results.append(
             SizeResult(
                 size=size,
@@ -116,10 +135,12 @@ def bench_sizes(
                 prompt_tokens=last.prompt_tokens,
                 new_tokens=last.output_tokens,
                 runs=runs,
-                p50_ms=pct(latencies, 50),
+                p50_ms=p50_ms,
                 p95_ms=pct(latencies, 95),
                 mean_ms=round(sum(latencies) / runs, 1),
                 fps=round(runs * 1000 / sum(latencies), 2),
+                first_token_p50_ms=first_token_p50,
+                ms_per_token=decode_split(p50_ms, first_token_p50, last.output_tokens),
                 peak_memory_mib=peak.mib,
                 memory_kind=peak.kind,
             )

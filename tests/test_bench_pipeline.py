@@ -67,6 +67,9 @@ def test_sizes_are_consistent(report: dict) -> None:
         assert size["new_tokens"] == 4  # forced
         assert size["p95_ms"] >= size["p50_ms"] > 0
         assert size["fps"] == pytest.approx(1000 / size["mean_ms"], rel=0.02)
+        assert size["first_token_p50_ms"] > 0
+        split = max(size["p50_ms"] - size["first_token_p50_ms"], 0) / (size["new_tokens"] - 1)
+        assert size["ms_per_token"] == pytest.approx(split, abs=0.01)
         assert size["peak_memory_mib"] > 0 and size["memory_kind"] == "peak_rss"
     assert report["sizes"][0]["image_tokens"] < report["sizes"][1]["image_tokens"]
 

@@ -132,9 +132,27 @@ def _print_report(report: dict[str, Any]) -> None:
     console.print(
         _table(
             "Look latency per input size (batch 1)",
-            ["size", "image tokens", "p50 ms", "p95 ms", "frames/s", f"{memory} MiB"],
             [
-                [f"{s['size']}²", s["image_tokens"], s["p50_ms"], s["p95_ms"], s["fps"], s["peak_memory_mib"]]
+                "size",
+                "image tokens",
+                "p50 ms",
+                "p95 ms",
+                "first token ms",
+                "ms/token",
+                "frames/s",
+                f"{memory} MiB",
+            ],
+            [
+                [
+                    f"{s['size']}²",
+                    s["image_tokens"],
+                    s["p50_ms"],
+                    s["p95_ms"],
+                    s["first_token_p50_ms"],
+                    s["ms_per_token"],
+                    s["fps"],
+                    s["peak_memory_mib"],
+                ]
                 for s in report["sizes"]
             ],
         )
