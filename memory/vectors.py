@@ -3,7 +3,9 @@
 SQLite is the truth; this index is derived from it and can be rebuilt (:meth:`VectorIndex.reindex`).
 
 - **Where**: a local persistent Chroma at ``settings.chroma_dir``, or a Chroma server at
-  ``settings.chroma_url``; telemetry off, and always the explicit MiniLM embedding function.
+  ``settings.chroma_url``; telemetry off, and always the explicit MiniLM embedding function. A
+  server that does not answer is a ScenewatchError naming it (opening, recall, count, delete,
+  clear); the indexer leaves what it could not write ``indexed = 0`` and retries.
 - **Shards**: observations are split by id into collections of ``shard_size`` (``observations-00000``,
   ...). Chroma loads the whole HNSW graph of a collection it writes to (about 2 KB a vector); a watch
   process writes only to the newest shard, so its memory does not depend on how much is stored.
@@ -29,9 +31,9 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
-from functools import cache
+from functools import cache, wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -57,6 +59,8 @@ _CONFIGURATION: Any = {"hnsw": {"space": "cosine"}}  # every shard: cosine dista
 _NO_CHANGE = {"", "none", "no change", "no changes", "nothing", "n/a"}
 
 Plan = Literal["auto", "where"]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,27 @@ def chroma_client(settings: Settings) -> Any:
     except Exception as exc:
         where = settings.chroma_url or settings.chroma_dir
         raise ScenewatchError(f"cannot open the vector index at {where}: {exc}") from exc
+
+
+def _server_errors(
+    method: Callable[Concatenate[VectorIndex, P], R],
+) -> Callable[Concatenate[VectorIndex, P], R]:
+    """A Chroma server that stopped answering, as a ScenewatchError naming it (not an httpx traceback)."""
+
+    @wraps(method)
+    def wrapper(index: VectorIndex, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(index, *args, **kwargs)
+        except Exception as exc:
+            import httpx  # chromadb's HTTP client: loaded with it
+
+            if not isinstance(exc, httpx.TransportError):
+                raise
+            raise ScenewatchError(
+                f"the Chroma server at {index.settings.chroma_url} did not answer: {exc}"
+            ) from exc
+
+    return wrapper
 
 
 class MemoryEmbeddings(Embeddings):
@@ -295,6 +320,7 @@ class VectorIndex:
                 )
         return len(observations)
 
+    @_server_errors
     def delete(self, ids: Iterable[int]) -> None:
         """Remove vectors by observation id; shards left empty are dropped."""
         by_shard: dict[int, list[str]] = {}
@@ -310,6 +336,7 @@ class VectorIndex:
                 collection.delete_collection()
                 del self._shards[shard]
 
+    @_server_errors
     def clear(self) -> None:
         """Drop every shard."""
         for shard in self.shards():
@@ -327,10 +354,12 @@ class VectorIndex:
 
     # -- reading --------------------------------------------------------------------------------
 
+    @_server_errors
     def count(self) -> int:
         """How many vectors the index holds."""
         return sum(collection.count() for collection in self._collections().values())
 
+    @_server_errors
     def recall(
         self,
         query: str,
