@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,11 +23,12 @@ import numpy as np
 
 from agent.config import Settings
 from agent.errors import ScenewatchError
-from memory.documents import DocumentError, is_supported, read_passages, split_passages
+from memory.documents import Chunk, DocumentError, is_supported, read_passages, split_passages
 from memory.embeddings import minilm_embeddings
-from memory.keywords import KeywordIndex, code_terms
+from memory.keywords import KeywordIndex, StoredChunk, code_terms
 
 if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
     from langchain_chroma import Chroma
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ log = logging.getLogger(__name__)
 DEFAULT_KB = "default"
 RRF_K = 60
 """The constant of reciprocal rank fusion: a chunk at rank r in a ranking scores 1 / (RRF_K + r)."""
+REINDEX_BATCH = 64
+"""How many chunks :meth:`KnowledgeBase.reindex` embeds and writes at a time."""
+COLLECTION = "chunks"
+"""The Chroma collection, in a knowledge base's folder, that holds its chunk vectors."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -117,6 +123,7 @@ class KnowledgeBase:
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.index = KeywordIndex(root / f"{name}.sqlite")
+        self._client: ClientAPI | None = None
         self._vectors: Chroma | None = None
 
     @classmethod
@@ -142,20 +149,70 @@ class KnowledgeBase:
         return self
 
     @property
-    def vectors(self) -> Chroma:
-        """The Chroma collection of chunk vectors, opened on first use (loads the embedding model)."""
-        if self._vectors is None:
-            import chromadb
-            from langchain_chroma import Chroma
+    def vectors_path(self) -> Path:
+        """The Chroma folder that holds this knowledge base's chunk vectors."""
+        return self.root / self.name
 
-            self._vectors = Chroma(
-                collection_name="chunks",
-                embedding_function=minilm_embeddings(),
-                persist_directory=str(self.root / self.name),
-                client_settings=chromadb.config.Settings(anonymized_telemetry=False),
+    @property
+    def reindex_command(self) -> str:
+        """The command that rebuilds this knowledge base's vectors from its SQLite file."""
+        return f"scenewatch kb reindex --kb {self.name}"
+
+    @property
+    def vectors(self) -> Chroma:
+        """The Chroma collection of chunk vectors, opened on first use (loads the embedding model).
+
+        Opening logs a warning when the collection holds another number of vectors than the SQLite
+        file holds chunks (the folder was deleted, or a crash came between the SQLite commit and
+        the vector write); a folder Chroma cannot open raises a :class:`ScenewatchError`. Both
+        name the command that rebuilds the vectors.
+        """
+        if self._vectors is None:
+            self._vectors = self._open_vectors()
+            held = self._client.get_collection(COLLECTION).count() if self._client else 0
+            chunks = sum(doc.chunks for doc in self.index.documents())
+            if held != chunks:
+                log.warning(
+                    "knowledge base %r holds %d vectors for %d chunks (a chunk without a vector is "
+                    "found by its keywords only); rebuild the vectors with: %s",
+                    self.name,
+                    held,
+                    chunks,
+                    self.reindex_command,
+                )
+        return self._vectors
+
+    def _open_vectors(self) -> Chroma:
+        """Open the Chroma collection (created empty in a new folder), without checking it."""
+        import chromadb
+        from langchain_chroma import Chroma
+
+        embeddings = minilm_embeddings()
+        path = str(self.vectors_path)
+        try:
+            self._client = chromadb.PersistentClient(
+                path=path, settings=chromadb.config.Settings(anonymized_telemetry=False)
+            )
+            return Chroma(
+                client=self._client,
+                collection_name=COLLECTION,
+                embedding_function=embeddings,
                 collection_configuration={"hnsw": {"space": "cosine"}},
             )
-        return self._vectors
+        except Exception as exc:
+            self.close()
+            _forget_failed_client(path)
+            raise ScenewatchError(
+                f"cannot open the vectors of knowledge base {self.name!r} in {path} ({exc}); "
+                f"rebuild them with: {self.reindex_command}"
+            ) from exc
+
+    def close(self) -> None:
+        """Let go of the Chroma folder (the next use opens it again)."""
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+        self._vectors = None
 
     def add(self, paths: Iterable[Path]) -> list[AddResult]:
         """Add files and folders (searched recursively for .md, .txt and .pdf files), one result per file.
@@ -186,17 +243,14 @@ class KnowledgeBase:
         if stored is not None and stored.sha256 == sha256:
             return AddResult(path, "unchanged", chunks=stored.chunks)
         chunks = split_passages(read_passages(path, data), self.chunk_size, self.chunk_overlap)
-        ids = [f"{source}:{sha256[:12]}:{i}" for i in range(len(chunks))]
+        ids = _chunk_ids(source, sha256, len(chunks))
+        vectors = self.vectors  # opened before the SQLite write starts
         with self.index.replacing(
             source, path.resolve(), sha256, list(zip(ids, chunks, strict=True))
         ) as old_ids:
             if old_ids:
-                self.vectors.delete(ids=old_ids)
-            self.vectors.add_texts(
-                [f"{c.section}\n{c.text}" if c.section else c.text for c in chunks],
-                metadatas=[{"source": source} for _ in chunks],
-                ids=ids,
-            )
+                vectors.delete(ids=old_ids)
+            _write_vectors(vectors, ids, [source] * len(chunks), chunks)
         if stored is not None and stored.path != str(path.resolve()):
             log.info("%s replaces the file of the same name added from %s", path, stored.path)
         return AddResult(path, "added" if stored is None else "updated", chunks=len(chunks))
@@ -207,10 +261,53 @@ class KnowledgeBase:
         if self.index.document(name) is None:
             known = ", ".join(doc.source for doc in self.index.documents()) or "it is empty"
             raise ScenewatchError(f"{source!r} is not in knowledge base {self.name!r} ({known})")
+        vectors = self.vectors
         with self.index.removing(name) as ids:
             if ids:
-                self.vectors.delete(ids=ids)
+                vectors.delete(ids=ids)
         return len(ids)
+
+    def reindex(
+        self, progress: Callable[[int, int], None] | None = None, batch_size: int = REINDEX_BATCH
+    ) -> int:
+        """Rebuild the vector of every chunk from the SQLite file (the truth); return how many were written.
+
+        The collection is dropped and created again (a folder Chroma cannot open is deleted
+        first), then the chunks are embedded and written ``batch_size`` at a time, with the ids
+        and metadata :meth:`add` gives them; ``progress(done, total)`` after each batch. Until it
+        ends, search finds the chunks without a vector by their keywords only.
+        """
+        self.require()
+        if self._vectors is None:
+            try:
+                self._vectors = self._open_vectors()
+            except ScenewatchError as exc:
+                log.warning(
+                    "deleting %s, which Chroma cannot open (%s), to build it again",
+                    self.vectors_path,
+                    exc.__cause__ or exc,
+                )
+                shutil.rmtree(self.vectors_path, ignore_errors=True)
+                self._vectors = self._open_vectors()
+        self._vectors.reset_collection()
+        documents = self.index.documents()
+        ids = [cid for doc in documents for cid in _chunk_ids(doc.source, doc.sha256, doc.chunks)]
+        done = 0
+        for start in range(0, len(ids), batch_size):
+            found = self.index.chunks(ids[start : start + batch_size])
+            chunks = list(found.values())
+            _write_vectors(self._vectors, list(found), [chunk.source for chunk in chunks], chunks)
+            done += len(found)
+            if progress is not None:
+                progress(done, len(ids))
+        if done != len(ids):
+            log.warning(
+                "knowledge base %r: %d of %d chunks were not found by id; add their files again",
+                self.name,
+                len(ids) - done,
+                len(ids),
+            )
+        return done
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` chunks that best match the query, best first.
@@ -223,9 +320,16 @@ class KnowledgeBase:
         if not query.strip() or not self.exists:
             return []
         pool = max(4 * k, 20)
-        query_vector = np.asarray(self.vectors.embeddings.embed_query(query))
-        by_meaning = self.vectors.similarity_search_by_vector_with_relevance_scores(
-            query_vector.tolist(), k=pool
+        query_vector = np.asarray(minilm_embeddings().embed_query(query))
+        try:
+            vectors: Chroma | None = self.vectors
+        except ScenewatchError as exc:
+            log.warning("%s; until then search uses keywords only", exc)
+            vectors = None
+        by_meaning = (
+            vectors.similarity_search_by_vector_with_relevance_scores(query_vector.tolist(), k=pool)
+            if vectors is not None
+            else []
         )
         similarity = {doc.id: 1.0 - distance for doc, distance in by_meaning}
         by_keywords = self.index.search(query, pool)
@@ -239,7 +343,8 @@ class KnowledgeBase:
         by_heading = sorted((cid for cid in by_keywords if named[cid]), key=lambda cid: -named[cid])
         fused = reciprocal_rank_fusion([[doc.id for doc, _ in by_meaning], by_keywords, by_heading])
         top = [(cid, score) for cid, score in fused if cid in stored][:k]
-        similarity.update(self._similarities([cid for cid, _ in top if cid not in similarity], query_vector))
+        unscored = [cid for cid, _ in top if cid not in similarity]
+        similarity.update(_similarities(vectors, [stored[cid] for cid in unscored], query_vector))
         return [
             Hit(
                 id=cid,
@@ -254,15 +359,55 @@ class KnowledgeBase:
             for cid, score in top
         ]
 
-    def _similarities(self, ids: list[str], query_vector: np.ndarray) -> dict[str, float]:
-        """Cosine similarities of stored chunk vectors (normalised) to the query vector."""
-        if not ids:
-            return {}
-        got = self.vectors.get(ids=ids, include=["embeddings"])
-        return {
-            cid: float(np.dot(np.asarray(vector), query_vector))
-            for cid, vector in zip(got["ids"], got["embeddings"], strict=True)
-        }
+
+def _vector_text(chunk: Chunk | StoredChunk) -> str:
+    """What a chunk's vector embeds: its heading path, then its text."""
+    return f"{chunk.section}\n{chunk.text}" if chunk.section else chunk.text
+
+
+def _chunk_ids(source: str, sha256: str, count: int) -> list[str]:
+    """The ids of a file's chunks: its name, the start of its content hash, the chunk's ordinal."""
+    return [f"{source}:{sha256[:12]}:{i}" for i in range(count)]
+
+
+def _write_vectors(
+    vectors: Chroma, ids: Sequence[str], sources: Sequence[str], chunks: Sequence[Chunk | StoredChunk]
+) -> None:
+    """Embed chunks and store their vectors under their ids, each with its source file as metadata."""
+    vectors.add_texts(
+        [_vector_text(chunk) for chunk in chunks],
+        metadatas=[{"source": source} for source in sources],
+        ids=list(ids),
+    )
+
+
+def _similarities(
+    vectors: Chroma | None, chunks: Sequence[StoredChunk], query_vector: np.ndarray
+) -> dict[str, float]:
+    """Cosine similarities (the vectors are normalised) of chunks to the query vector: from their
+    stored vectors, else (no vector stored, or no readable collection) from their text embedded now."""
+    found: dict[str, Any] = {}
+    if vectors is not None and chunks:
+        got = vectors.get(ids=[chunk.id for chunk in chunks], include=["embeddings"])
+        found = dict(zip(got["ids"], got["embeddings"], strict=True))
+    missing = [chunk for chunk in chunks if chunk.id not in found]
+    if missing:
+        embedded = minilm_embeddings().embed_documents([_vector_text(chunk) for chunk in missing])
+        found.update(zip([chunk.id for chunk in missing], embedded, strict=True))
+    return {chunk.id: float(np.dot(np.asarray(found[chunk.id]), query_vector)) for chunk in chunks}
+
+
+def _forget_failed_client(path: str) -> None:
+    """Let ``path`` be opened again after its Chroma client failed to start.
+
+    chromadb caches a client's system per path before starting it and keeps it when starting
+    fails, so every later client of that path would get the broken one; it is dropped here
+    unless a live client holds it.
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    if path not in SharedSystemClient._identifier_to_refcount:
+        SharedSystemClient._identifier_to_system.pop(path, None)
 
 
 def _expand(paths: Iterable[Path]) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agent.commands.common import console, settings
+from agent.commands.memory import _progress
 from agent.config import Settings
 from agent.errors import ScenewatchError
 from tools.vision.factory import make_backend
@@ -77,6 +79,30 @@ def remove(
     """Remove a file and its chunks from a knowledge base."""
     removed = _knowledge_base(kb).require().remove(source)
     console.print(f"removed {Path(source).name} ({removed} chunks)", highlight=False)
+
+
+@kb_app.command("reindex")
+def reindex(kb: KbOption = None) -> None:
+    """Rebuild a knowledge base's vectors from its SQLite file when its Chroma folder was lost or damaged."""
+    base = _knowledge_base(kb).require()
+    from memory.embeddings import minilm_embeddings
+
+    minilm_embeddings().embed_query("")  # load the model before the clock starts
+    with _progress() as bar:
+        task = bar.add_task(f"reindexing {base.name}", total=None)
+        started = time.perf_counter()
+        done = base.reindex(progress=lambda n, total: bar.update(task, completed=n, total=total))
+    seconds = time.perf_counter() - started
+    if not done:
+        raise ScenewatchError(
+            f"knowledge base {base.name!r} has no documents, so there are no vectors to build; "
+            f"add manuals with: scenewatch kb add PATH --kb {base.name}"
+        )
+    documents = len(base.index.documents())
+    rate = done / max(seconds, 1e-9)
+    console.print(
+        f"reindexed {done} chunks of {documents} documents in {seconds:.1f}s ({rate:.0f}/s)", highlight=False
+    )
 
 
 @kb_app.command("search")
