@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from agent.config import Settings, load_settings
 from agent.errors import ScenewatchError
@@ -40,6 +41,18 @@ def existing_store(cfg: Settings) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def progress_bar() -> Progress:
+    """A transient progress bar on stderr for long work (stdout stays clean for ``--json``)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
 
 
 def configure_logging(verbose: bool) -> None:

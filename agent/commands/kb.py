@@ -12,8 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agent.commands.common import console, settings
-from agent.commands.memory import _progress
+from agent.commands.common import console, progress_bar, settings
 from agent.config import Settings
 from agent.errors import ScenewatchError
 from tools.vision.factory import make_backend
@@ -88,7 +87,7 @@ def reindex(kb: KbOption = None) -> None:
     from memory.embeddings import minilm_embeddings
 
     minilm_embeddings().embed_query("")  # load the model before the clock starts
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"reindexing {base.name}", total=None)
         started = time.perf_counter()
         done = base.reindex(progress=lambda n, total: bar.update(task, completed=n, total=total))

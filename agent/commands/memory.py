@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from agent.commands.bench import bench_app
-from agent.commands.common import console, err_console, existing_store, settings
+from agent.commands.common import console, err_console, existing_store, progress_bar, settings
 from agent.config import Settings
 from agent.durations import clock, parse_duration, parse_since, video_position
 from agent.errors import ScenewatchError
@@ -48,17 +47,6 @@ def _printed_plainly(items: list[Any], as_json: bool, empty: str) -> bool:
     elif not items:
         console.print(empty)
     return as_json or not items
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    )
 
 
 def recall(
@@ -161,7 +149,7 @@ def reindex() -> None:
     with (
         existing_store(cfg) as store,
         open_vectors(store, cfg, release_shards=True) as index,
-        _progress() as bar,
+        progress_bar() as bar,
     ):
         task = bar.add_task("reindexing", total=store.count())
         index.embeddings.embed_query("")  # load the model before the clock starts
@@ -247,7 +235,7 @@ def prune_command(
         if not yes and not typer.confirm(f"Remove {doomed} observations from before {clock(cutoff)}?"):
             console.print("nothing removed")
             return
-        with open_vectors(store, cfg) as index, _progress() as bar:
+        with open_vectors(store, cfg) as index, progress_bar() as bar:
             task = bar.add_task("pruning", total=doomed)
             result = prune(store, index, cutoff, cfg.thumbs_dir, progress=lambda n: bar.advance(task, n))
     console.print(
@@ -267,7 +255,7 @@ def bench_memory(
 
     parts = ["scenewatch", "bench", "memory", "--observations", str(observations), "--queries", str(queries)]
     command = shlex.join([*parts, *(["--json"] if as_json else [])])
-    with _progress() as bar:
+    with progress_bar() as bar:
         tasks: dict[str, Any] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
