@@ -6,7 +6,10 @@ Every source yields :class:`Frame`s (BGR arrays with their time) from ``frames(s
   frame nearest the sampling time is decoded; the others are skipped with ``grab()`` and
   never decoded (images in a folder that are not sampled are never read). ``ts`` is the
   watch start plus the position in the file (``video_t``).
-- **Live sources** (webcam index, ``rtsp://``, ``http(s)://`` MJPEG or HLS, ...) have a reader
+- **Recordings at an ``http(s)://`` URL** (a video file, an HLS playlist with an end) are
+  watched like files, in video time, once: a URL is a recording when FFmpeg reports a finite
+  duration for it (:func:`is_recording`).
+- **Live sources** (webcam index, ``rtsp://``, ``http(s)://`` MJPEG or live HLS, ...) have a reader
   thread that reads continuously and keeps only the newest frame, so analysis never works
   on stale buffered frames. A failed read or connection is retried with exponential backoff
   (capped at ``reconnect_max_s``), each attempt logged; the source only ends when ``stop``
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 URL_SCHEME = re.compile(r"^(rtsps?|rtmps?|https?|udp|tcp|srt)://", re.IGNORECASE)
+HTTP_SCHEME = re.compile(r"^https?://", re.IGNORECASE)
 FIRST_BACKOFF_S = 0.5
 
 
@@ -96,15 +100,24 @@ class _Sampler:
 
 
 class VideoFileSource:
-    """A video file, sampled every ``every_s`` seconds of video; unsampled frames are only grabbed."""
+    """A video file (or a recording at a URL), sampled every ``every_s`` seconds of video;
+    unsampled frames are only grabbed."""
 
     live = False
 
-    def __init__(self, path: Path, *, name: str, every_s: float, start_ts: float) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        name: str,
+        every_s: float,
+        start_ts: float,
+        timeout_s: float | None = None,
+    ) -> None:
         self.name, self.path, self.every_s, self.start_ts = name, path, every_s, start_ts
         self.unreadable = 0
         self.video_s = 0.0
-        self._cap, self.fps, self.duration_s = open_video(path)
+        self._cap, self.fps, self.duration_s = open_video(path, timeout_s)
 
     def _position(self, index: int) -> float:
         if self.fps:
@@ -302,9 +315,13 @@ def open_capture(spec: str, timeout_s: float) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(int(spec))
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         return cap
+    return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, _timeouts(timeout_s))
+
+
+def _timeouts(timeout_s: float) -> list[int]:
+    """OpenCV capture parameters that bound opening and each read to ``timeout_s``."""
     timeout_ms = int(timeout_s * 1000)
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
-    return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
+    return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
 
 
 def open_source(
@@ -317,6 +334,11 @@ def open_source(
     timeout_s: float = 10.0,
 ) -> FrameSource:
     """The source that ``spec`` names: a webcam index, a stream URL, an image folder or a video file."""
+    if is_recording(spec, timeout_s):
+        log.info("%s is a recording: watched in video time, once", spec)
+        return VideoFileSource(
+            spec.strip(), name=spec, every_s=every_s, start_ts=start_ts, timeout_s=timeout_s
+        )
     if is_live(spec):
         return LiveSource(
             spec, name=spec, every_s=every_s, reconnect_max_s=reconnect_max_s, timeout_s=timeout_s
@@ -326,6 +348,22 @@ def open_source(
         interval = frame_interval_s or every_s
         return ImageFolderSource(path, name=spec, every_s=every_s, interval_s=interval, start_ts=start_ts)
     return VideoFileSource(path, name=spec, every_s=every_s, start_ts=start_ts)
+
+
+def is_recording(spec: str, timeout_s: float = 10.0) -> bool:
+    """Whether ``spec`` is an http(s) URL of a recording: it opens and has a finite duration.
+
+    A video file or an HLS playlist with an end has one; MJPEG and live HLS do not, and neither
+    does a URL that does not answer (it is watched as a live source, which retries).
+    """
+    if not HTTP_SCHEME.match(spec.strip()):
+        return False
+    try:
+        cap, _, duration = open_video(spec.strip(), timeout_s)
+    except ScenewatchError:
+        return False
+    cap.release()
+    return duration is not None
 
 
 def local_path(spec: str) -> Path:
@@ -372,11 +410,13 @@ def grab_frame(
     defaults to the newest (last) image. Raises ScenewatchError with the reason.
     """
     if is_live(source):
-        if at_s is not None:
+        if at_s is None:
+            return _grab_live(source.strip(), timeout_s)
+        if not is_recording(source, timeout_s):
             raise ScenewatchError(
                 f"{source} is a live source: it has no frame at {at_s:g} s, only the newest"
             )
-        return _grab_live(source.strip(), timeout_s)
+        return _grab_file(source.strip(), at_s, timeout_s)
     if at_s is not None and at_s < 0:
         raise ScenewatchError(f"a time in a video cannot be negative: {at_s:g} s")
     path = local_path(source)
@@ -412,9 +452,15 @@ def _grab_live(source: str, timeout_s: float) -> np.ndarray:
     return image
 
 
-def open_video(path: Path) -> tuple[cv2.VideoCapture, float | None, float | None]:
-    """An open capture of a video file, its frame rate and duration (None when unknown)."""
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+def open_video(
+    path: Path | str, timeout_s: float | None = None
+) -> tuple[cv2.VideoCapture, float | None, float | None]:
+    """An open capture of a video file or URL, its frame rate and duration (None when unknown).
+
+    ``timeout_s`` bounds opening and each read (for URLs).
+    """
+    params = [] if timeout_s is None else _timeouts(timeout_s)
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()
         raise ScenewatchError(f"cannot read video {path}: not a video file, or corrupt or truncated")
@@ -423,8 +469,8 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, float | None, float | None
     return cap, fps, count / fps if fps and count > 0 else None
 
 
-def _grab_file(path: Path, at_s: float) -> np.ndarray:
-    cap, _, duration = open_video(path)
+def _grab_file(path: Path | str, at_s: float, timeout_s: float | None = None) -> np.ndarray:
+    cap, _, duration = open_video(path, timeout_s)
     try:
         if duration is not None and at_s > duration:
             raise ScenewatchError(f"{path} is {duration:.1f} s long: no frame at {at_s:g} s")

@@ -8,10 +8,9 @@ at ``CHANGE_S`` and stays.
 
 - A **live** playlist (a sliding window, no ``#EXT-X-ENDLIST``) grows with the clock as a
   camera's does; FFmpeg reloads it each segment, so frames arrive in a burst per segment.
-- A **VOD** playlist (``#EXT-X-ENDLIST``) named by URL is a live source like any URL: it is
-  read at decode speed, not in real time, its end is logged as a lost stream and it is read
-  again on reconnect, so the watch sees mostly its last frames and no change in time. A local
-  ``.m3u8`` file is a video file instead: sampled in video time.
+- A **VOD** playlist (``#EXT-X-ENDLIST``) is a recording, by URL as well as a local file
+  (FFmpeg reports its duration): watched once, sampled in video time, like a video file; a
+  video file at a URL is watched the same way.
 - Segment URLs need a known extension (``.ts``, ``.m4s``, ...; a query string after it is fine)
   unless ``OPENCV_FFMPEG_CAPTURE_OPTIONS=extension_picky;0`` is set.
 """
@@ -35,7 +34,7 @@ from agent.clips import Appearance, write_clip
 from agent.config import Settings
 from agent.engine import Engine
 from agent.errors import ScenewatchError
-from agent.sources import grab_frame, probe_source
+from agent.sources import grab_frame, is_recording, probe_source
 from agent.watch import WatchSummary, run_watch
 from memory.store import Observation, Store
 from tools.vision.base import VisionRequest
@@ -210,29 +209,35 @@ def test_a_live_playlist_is_watched_through_a_server_outage(
     assert store.execute("PRAGMA integrity_check")[0][0] == "ok"
 
 
-def test_a_vod_playlist_url_is_read_as_a_live_stream_and_read_again_at_its_end(
-    segments: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("name", ["vod.m3u8", "clip.mp4"])
+def test_a_recording_at_a_url_is_watched_once_in_video_time(
+    segments: Path, tmp_path: Path, name: str
 ) -> None:
+    """A VOD playlist, and a video file served over HTTP: watched to their end, in video time."""
+    write_clip(
+        segments / "clip.mp4", duration_s=VOD_SEGMENTS * SEGMENT_S, appearances=(Appearance(CHANGE_S, 99.0),)
+    )
     server = HlsServer(segments)
-    url, last = server.url("vod.m3u8"), f"/seg{VOD_SEGMENTS - 1}.ts"
-    probe_source(url)
-    assert not box_at_centre(grab_frame(url, timeout_s=2.0)[..., ::-1])  # a VOD starts at its beginning
-    settings = live_settings(tmp_path)
-    store = Store(settings.db_path)
+    url = server.url(name)
     try:
-        with watching(url, settings, store) as result:
-            started = time.monotonic()
-            wait_for(lambda: server.requests.count(last) >= 3, 20, "three reads of the playlist")
-            three_reads_s = time.monotonic() - started
-            wait_for(lambda: store.count() >= 3, 10, "observations")
+        assert is_recording(url) and not is_recording(server.url("live.m3u8"))
+        assert box_at_centre(grab_frame(url, CHANGE_S + 0.1, timeout_s=2.0)[..., ::-1])
+        settings = Settings(home=tmp_path / "home", every_s=SEGMENT_S / 5, gate_threshold=0.0)
+        store = Store(settings.db_path)
+        with Engine(ScriptedBackend(sees_red)) as engine:
+            summary = run_watch([url], settings, engine=engine, store=store)  # ends by itself
     finally:
         server.stop()
-    assert result[0].analysed == store.count()
-    assert f"{url}: lost the stream; reconnect attempt 1" in caplog.text
-    # Three whole reads in less than the playlist's length: decode speed, not real time.
-    assert three_reads_s < VOD_SEGMENTS * SEGMENT_S
-    assert any(o.summary == RED for o in store.between())
-    assert all(o.video_t is None for o in store.between())
+    rows = store.between(source=url)
+    frames = VOD_SEGMENTS * 5
+    assert not summary.errors and len(rows) == frames  # read once: no replay
+    assert [o.video_t for o in rows] == pytest.approx([k * SEGMENT_S / 5 for k in range(frames)])
+    assert rows[red_from(rows)].video_t == pytest.approx(CHANGE_S)
+
+
+def test_a_url_that_does_not_answer_is_not_a_recording() -> None:
+    assert not is_recording("http://127.0.0.1:9/clip.mp4", timeout_s=1.0)
+    assert not is_recording("rtsp://127.0.0.1:9/stream")
 
 
 def test_a_local_vod_playlist_is_watched_in_video_time(segments: Path, tmp_path: Path) -> None:
