@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     pipeline_depth: int = Field(default=4, ge=1, description="requests in flight per file source")
     frame_interval_s: float | None = Field(default=None, gt=0, description="image folder spacing (every_s)")
     stream_timeout_s: float = Field(default=10.0, gt=0, description="open/read timeout for stream URLs")
+    stream_give_up_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="give up a live source that sends no frame this long after the start (0: never)",
+    )
 
     # Memory.
     chroma_url: str | None = Field(default=None, description="Chroma server URL; local if unset")
