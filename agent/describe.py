@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,7 +228,9 @@ def _load(text: str) -> Any:
         text,
     )
     try:
-        return ast.literal_eval(pythonic)
+        with warnings.catch_warnings():  # the parser warns about odd literals in a garbled answer
+            warnings.simplefilter("ignore", SyntaxWarning)
+            return ast.literal_eval(pythonic)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return None
 

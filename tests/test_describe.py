@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -131,3 +133,11 @@ def test_unparseable_answers_are_kept_as_text(text: str) -> None:
 def test_long_unparseable_answer_is_trimmed() -> None:
     result = parse_description("word " * 500)
     assert not result.parsed and len(result.summary) <= 500 and result.summary.endswith("…")
+
+
+def test_a_garbled_answer_is_kept_unparsed_without_a_syntax_warning() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        description = parse_description("{'summary': 1if x}")
+    assert not description.parsed and description.summary == "{'summary': 1if x}"
+    assert not [w for w in caught if issubclass(w.category, SyntaxWarning)]
