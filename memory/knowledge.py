@@ -108,6 +108,24 @@ def knowledge_bases(root: Path) -> list[str]:
     return sorted(path.stem for path in root.glob("*.sqlite"))
 
 
+@dataclass(frozen=True)
+class KnowledgeBaseSize:
+    """A knowledge base's name and how many documents and chunks it holds."""
+
+    name: str
+    documents: int
+    chunks: int
+
+
+def knowledge_base_sizes(root: Path) -> list[KnowledgeBaseSize]:
+    """Every knowledge base in ``root``, by name, with its numbers of documents and chunks."""
+    sizes = []
+    for name in knowledge_bases(root):
+        documents = KeywordIndex(root / f"{name}.sqlite").documents()
+        sizes.append(KnowledgeBaseSize(name, len(documents), sum(doc.chunks for doc in documents)))
+    return sizes
+
+
 class KnowledgeBase:
     """One named knowledge base: add, remove and list files, and search their chunks."""
 
@@ -214,45 +232,59 @@ class KnowledgeBase:
         self._client = None
         self._vectors = None
 
-    def add(self, paths: Iterable[Path]) -> list[AddResult]:
+    def add(self, paths: Iterable[Path], *, replace: bool = False) -> list[AddResult]:
         """Add files and folders (searched recursively for .md, .txt and .pdf files), one result per file.
 
-        A file that cannot be read is skipped with a reason; the others are still added.
+        A file is skipped with a reason, and the others still added, when it cannot be read, when
+        another path among ``paths`` has its name (checked before anything is written), or when
+        the knowledge base holds its name from another path and ``replace`` is not set.
         """
-        results = []
-        for path in _expand(paths):
-            try:
-                results.append(self.add_file(path))
-            except DocumentError as exc:
-                log.debug("skipped %s", exc)
-                results.append(AddResult(path, "skipped", reason=str(exc)))
-        return results
+        files = _expand(paths)
+        twins = _same_names(files)
+        return [
+            AddResult(path, "skipped", reason=twins[path])
+            if path in twins
+            else self._add_or_skip(path, replace)
+            for path in files
+        ]
 
-    def add_file(self, path: Path) -> AddResult:
+    def _add_or_skip(self, path: Path, replace: bool) -> AddResult:
+        """:meth:`add_file`, or a skipped result that says why the file cannot go in."""
+        try:
+            return self.add_file(path, replace=replace)
+        except DocumentError as exc:
+            log.debug("skipped %s", exc)
+            return AddResult(path, "skipped", reason=str(exc))
+
+    def add_file(self, path: Path, *, replace: bool = False) -> AddResult:
         """Add one file, or replace its chunks if its content changed (a no-op when it did not).
 
-        Files are known by name: adding ``manual.pdf`` again, from anywhere, replaces it.
+        Files are known by name. A file whose name the knowledge base holds from another path
+        raises a :class:`DocumentError`, unless ``replace``, where it takes that file's place.
         """
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise DocumentError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        source = path.name
+        source, resolved = path.name, path.resolve()
         sha256 = hashlib.sha256(data).hexdigest()
         stored = self.index.document(source)
-        if stored is not None and stored.sha256 == sha256:
+        if stored is not None and stored.path != str(resolved):
+            if not replace:
+                raise DocumentError(
+                    f"{source} is already in knowledge base {self.name!r}, added from {stored.path}; "
+                    f"to replace it with {resolved} pass --replace, or rename one of them"
+                )
+            log.info("%s replaces the file of the same name added from %s", resolved, stored.path)
+        elif stored is not None and stored.sha256 == sha256:
             return AddResult(path, "unchanged", chunks=stored.chunks)
         chunks = split_passages(read_passages(path, data), self.chunk_size, self.chunk_overlap)
         ids = _chunk_ids(source, sha256, len(chunks))
         vectors = self.vectors  # opened before the SQLite write starts
-        with self.index.replacing(
-            source, path.resolve(), sha256, list(zip(ids, chunks, strict=True))
-        ) as old_ids:
+        with self.index.replacing(source, resolved, sha256, list(zip(ids, chunks, strict=True))) as old_ids:
             if old_ids:
                 vectors.delete(ids=old_ids)
             _write_vectors(vectors, ids, [source] * len(chunks), chunks)
-        if stored is not None and stored.path != str(path.resolve()):
-            log.info("%s replaces the file of the same name added from %s", path, stored.path)
         return AddResult(path, "added" if stored is None else "updated", chunks=len(chunks))
 
     def remove(self, source: str) -> int:
@@ -408,6 +440,24 @@ def _forget_failed_client(path: str) -> None:
 
     if path not in SharedSystemClient._identifier_to_refcount:
         SharedSystemClient._identifier_to_system.pop(path, None)
+
+
+def _same_names(files: Sequence[Path]) -> dict[Path, str]:
+    """Why each file whose name another path among ``files`` has is refused (a name holds one file)."""
+    paths: dict[str, dict[Path, None]] = {}
+    for file in files:
+        paths.setdefault(file.name, {})[file.resolve()] = None
+    return {
+        file: _given_twice(file.name, list(paths[file.name])) for file in files if len(paths[file.name]) > 1
+    }
+
+
+def _given_twice(name: str, paths: Sequence[Path]) -> str:
+    """The reason a name given from several paths in one call is refused."""
+    return (
+        f"{name} is given from {len(paths)} paths ({', '.join(map(str, paths))}), but a knowledge base "
+        "holds one file of a name: add one of them, or rename the others"
+    )
 
 
 def _expand(paths: Iterable[Path]) -> list[Path]:

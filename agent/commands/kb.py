@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -38,9 +39,19 @@ def _knowledge_base(kb: str | None, cfg: Settings | None = None) -> KnowledgeBas
 def add(
     paths: Annotated[list[Path], typer.Argument(help="Manuals (.md, .txt, .pdf) or folders of them.")],
     kb: KbOption = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Let a file replace the one of the same name added from another path."
+        ),
+    ] = False,
 ) -> None:
-    """Add manuals: a changed file replaces its old chunks, an unchanged one is left as it is."""
-    results = _knowledge_base(kb).add(paths)
+    """Add manuals: a changed file replaces its old chunks, an unchanged one is left as it is.
+
+    A file whose name the knowledge base holds from another path, or that another given path
+    shares its name with, is skipped (exit 1) unless --replace lets it replace the stored one.
+    """
+    results = _knowledge_base(kb).add(paths, replace=replace)
     if not results:
         raise ScenewatchError(f"no .md, .txt or .pdf files in {', '.join(map(str, paths))}")
     for result in results:
@@ -58,8 +69,17 @@ def add(
 
 
 @kb_app.command("list")
-def list_documents(kb: KbOption = None, as_json: JsonOption = False) -> None:
-    """List the files in a knowledge base."""
+def list_documents(
+    kb: Annotated[
+        str | None,
+        typer.Option("--kb", help="Knowledge base whose files to list (default: list the knowledge bases)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the knowledge bases, or with --kb the files in one."""
+    if kb is None:
+        _list_knowledge_bases(as_json)
+        return
     documents = _knowledge_base(kb).require().index.documents()
     if as_json:
         typer.echo(json.dumps([{"source": d.source, "path": d.path, "chunks": d.chunks} for d in documents]))
@@ -68,6 +88,27 @@ def list_documents(kb: KbOption = None, as_json: JsonOption = False) -> None:
     for doc in documents:
         table.add_row(doc.source, str(doc.chunks), doc.path)
     console.print(table)
+
+
+def _list_knowledge_bases(as_json: bool) -> None:
+    """Print every knowledge base with its numbers of documents and chunks."""
+    from memory.knowledge import knowledge_base_sizes
+
+    kb_dir = settings().kb_dir
+    sizes = knowledge_base_sizes(kb_dir)
+    if as_json:
+        typer.echo(json.dumps([asdict(size) for size in sizes]))
+    elif not sizes:
+        console.print(
+            f"no knowledge bases in {kb_dir} yet; add manuals with: scenewatch kb add PATH --kb NAME",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        table = Table("name", "documents", "chunks", title="knowledge bases")
+        for size in sizes:
+            table.add_row(size.name, str(size.documents), str(size.chunks))
+        console.print(table)
 
 
 @kb_app.command("remove")
@@ -112,6 +153,8 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Search a knowledge base by meaning and keywords; print the best chunks."""
+    if not query.strip():
+        raise ScenewatchError("empty query: say what to look for, e.g. scenewatch kb search E-104")
     hits = _knowledge_base(kb).require().search(query, k)
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False))
