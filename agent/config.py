@@ -2,20 +2,63 @@
 
 Every field can be set through an environment variable with the ``SCENEWATCH_`` prefix
 (``SCENEWATCH_MAX_SIDE=336``); CLI flags override them through :func:`load_settings`.
+A ``*_s`` field takes seconds or a duration as the CLI does (``SCENEWATCH_EVERY_S=500ms``, ``1h30m``).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.durations import parse_duration
 from agent.errors import ScenewatchError
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
+
+
+def _device(value: Any) -> Any:
+    """A torch device name scenewatch runs on, lower-cased; whether it is there is checked at model load."""
+    if not isinstance(value, str):
+        return value
+    device = value.strip().lower()
+    if not _DEVICE.fullmatch(device):
+        raise PydanticCustomError(
+            "device",
+            "device {device} is not a torch device (auto, cpu, cuda, cuda:N, mps)",
+            {"device": repr(value)},
+        )
+    return device
+
+
+def _seconds(value: Any) -> Any:
+    """Seconds from a duration as the CLI takes it (``1s``, ``500ms``, ``2m``, ``1h30m``); numbers pass."""
+    if not isinstance(value, str):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        pass
+    else:
+        return value  # a plain number: pydantic parses it and its bounds speak for a bad one
+    try:
+        return parse_duration(value)
+    except ScenewatchError as exc:
+        raise PydanticCustomError("duration", "{problem}", {"problem": str(exc)}) from None
+
+
+Device = Annotated[str, BeforeValidator(_device)]
+"""``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+"""A number of seconds, or a duration string that :func:`agent.durations.parse_duration` reads."""
 
 
 class Settings(BaseSettings):
@@ -30,7 +73,7 @@ class Settings(BaseSettings):
     # Vision model.
     backend: Literal["local", "openai"] = "local"
     model: str = DEFAULT_MODEL
-    device: str = "auto"
+    device: Device = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     attn: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
     max_side: int = Field(default=448, ge=32, description="longest image side sent to the model")
@@ -42,12 +85,12 @@ class Settings(BaseSettings):
     # OpenAI-compatible server (vLLM, Ollama, SGLang, LM Studio).
     openai_base_url: str = "http://localhost:8000/v1"
     openai_api_key: str = "EMPTY"
-    openai_timeout_s: float = Field(default=60.0, gt=0)
+    openai_timeout_s: Seconds = Field(default=60.0, gt=0)
     openai_retries: int = Field(default=2, ge=0)
 
     # Watching.
-    every_s: float = Field(default=1.0, gt=0, description="sampling interval in seconds")
-    heartbeat_s: float = Field(default=10.0, gt=0, description="analyse at least this often")
+    every_s: Seconds = Field(default=1.0, gt=0, description="sampling interval in seconds")
+    heartbeat_s: Seconds = Field(default=10.0, gt=0, description="analyse at least this often")
     window: int = Field(default=5, ge=0, description="previous descriptions in each prompt")
     gate_threshold: float = Field(
         default=0.01, ge=0, le=1, description="changed share of the gate thumbnail that wakes the model"
@@ -55,13 +98,13 @@ class Settings(BaseSettings):
     gate_side: int = Field(default=64, ge=8, description="side of the grey thumbnail the gate compares")
     batch_size: int = Field(default=8, ge=1, description="most requests the engine batches")
     batch_wait_ms: float = Field(default=20.0, ge=0, description="longest wait to fill a batch")
-    deadline_s: float = Field(default=30.0, gt=0, description="drop a frame not answered by then")
-    reconnect_max_s: float = Field(default=30.0, gt=0, description="cap on reconnect backoff")
+    deadline_s: Seconds = Field(default=30.0, gt=0, description="drop a frame not answered by then")
+    reconnect_max_s: Seconds = Field(default=30.0, gt=0, description="cap on reconnect backoff")
     thumb_side: int = Field(default=320, ge=32, description="longest side of stored thumbnails")
     pipeline_depth: int = Field(default=4, ge=1, description="requests in flight per file source")
-    frame_interval_s: float | None = Field(default=None, gt=0, description="image folder spacing (every_s)")
-    stream_timeout_s: float = Field(default=10.0, gt=0, description="open/read timeout for stream URLs")
-    stream_give_up_s: float = Field(
+    frame_interval_s: Seconds | None = Field(default=None, gt=0, description="image folder spacing (every_s)")
+    stream_timeout_s: Seconds = Field(default=10.0, gt=0, description="open/read timeout for stream URLs")
+    stream_give_up_s: Seconds = Field(
         default=60.0,
         ge=0,
         description="give up a live source that sends no frame this long after the start (0: never)",
@@ -75,7 +118,7 @@ class Settings(BaseSettings):
     episode_similarity: float = Field(
         default=0.8, ge=0, le=1, description="summary cosine similarity that keeps an episode going"
     )
-    episode_gap_s: float = Field(default=120.0, gt=0, description="a longer silence starts a new episode")
+    episode_gap_s: Seconds = Field(default=120.0, gt=0, description="a longer silence starts a new episode")
 
     # Agent.
     agent_max_calls: int = Field(default=8, ge=1, description="most model calls to answer one question")
@@ -93,9 +136,11 @@ class Settings(BaseSettings):
     )
 
     # Events.
-    events_backoff_s: float = Field(default=2.0, gt=0, description="first retry delay of a failed delivery")
-    events_backoff_max_s: float = Field(default=300.0, gt=0, description="longest retry delay of a delivery")
-    events_close_s: float = Field(default=5.0, ge=0, description="time for a last delivery attempt at exit")
+    events_backoff_s: Seconds = Field(default=2.0, gt=0, description="first retry delay of a failed delivery")
+    events_backoff_max_s: Seconds = Field(
+        default=300.0, gt=0, description="longest retry delay of a delivery"
+    )
+    events_close_s: Seconds = Field(default=5.0, ge=0, description="time for a last delivery attempt at exit")
 
     @property
     def db_path(self) -> Path:

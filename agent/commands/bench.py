@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from agent.commands.common import console, err_console, settings
+from agent.durations import parse_duration
 from agent.errors import ScenewatchError
 
 bench_app = typer.Typer(
@@ -58,7 +59,7 @@ def pipeline(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="New tokens per look (forced).")] = 64,
     runs: Annotated[int, typer.Option(min=1, help="Timed looks per size.")] = 10,
     rounds: Annotated[int, typer.Option(min=1, help="Looks per stream.")] = 4,
-    every: Annotated[float | None, typer.Option(help="Sampling interval in seconds.")] = None,
+    every: Annotated[str | None, typer.Option(help="Sampling interval: 1s, 500ms, 2 (seconds).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = None,
     decoder: Annotated[str, typer.Option(help="auto (static on GPU), hf or static.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
@@ -84,7 +85,7 @@ def pipeline(
         rounds=rounds,
         decoder=decoder,
     )
-    cfg = settings(device=device, every_s=every)
+    cfg = settings(device=device, every_s=None if every is None else parse_duration(every))  # as watch
     command = _command(
         {
             "--model": model,

@@ -18,16 +18,48 @@ from tools.vision.images import fit_within
 log = logging.getLogger(__name__)
 
 
+DTYPES = ("bfloat16", "float16", "float32")
+
+
 def pick_device(device: str) -> str:
-    """``auto`` means the first CUDA GPU when there is one, else the CPU."""
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """``auto`` means the first CUDA GPU when there is one, else the CPU.
+
+    A device torch does not know, or one this machine does not have (``cuda`` without a GPU,
+    ``cuda:1`` with one GPU, ``mps`` off Apple silicon), is a VisionError before any model loads.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise VisionError(f"device {device!r} is not a torch device (auto, cpu, cuda, cuda:N, mps)") from None
+    advice = "use --device cpu or auto (SCENEWATCH_DEVICE)"
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise VisionError(
+                f"device {device!r} asked for, but torch sees no CUDA GPU "
+                f"(torch.cuda.is_available() is False); {advice}"
+            )
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            gpus = "1 CUDA GPU (cuda:0)" if count == 1 else f"{count} CUDA GPUs (cuda:0 to cuda:{count - 1})"
+            raise VisionError(
+                f"device {device!r} asked for, but torch sees only {gpus}; "
+                "use --device cuda or auto (SCENEWATCH_DEVICE)"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise VisionError(
+            f"device {device!r} asked for, but torch sees no Apple GPU "
+            f"(torch.backends.mps.is_available() is False); {advice}"
+        )
+    return device
 
 
 def pick_dtype(dtype: str, device: str) -> torch.dtype:
     """``auto`` means bf16 on GPUs that support it, fp16 on older GPUs, float32 on CPU."""
     if dtype != "auto":
+        if dtype not in DTYPES:
+            raise VisionError(f"dtype {dtype!r} is not one of auto, {', '.join(DTYPES)}")
         return getattr(torch, dtype)
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -99,10 +131,10 @@ class LocalQwenBackend:
         max_new_tokens: int = 256,
         decoder: str = "auto",
     ) -> None:
+        self.device = pick_device(device)  # cheap checks first: a wrong flag should not wait for a model
+        self.dtype = pick_dtype(dtype, self.device)
         _ensure_loadable(model)
         self.model_name = model
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
         self.max_side = max_side
         self.max_new_tokens = max_new_tokens
         local_only = Path(model).expanduser().is_dir()
