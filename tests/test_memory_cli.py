@@ -116,7 +116,7 @@ def test_narrate_tells_the_range_through_the_model(home: Path, monkeypatch: pyte
 def test_narrate_an_empty_range_loads_no_model(home: Path) -> None:
     since = time.strftime("%Y-%m-%dT%H:%M", time.localtime(NOW - 20 * 86400))
     until = time.strftime("%Y-%m-%dT%H:%M", time.localtime(NOW - 10 * 86400))
-    for args in (["--since", "1h", "--source", "nowhere"], ["--since", since, "--until", until]):
+    for args in (["--since", "1m", "--source", "cam"], ["--since", since, "--until", until]):
         result = runner.invoke(app, ["narrate", *args, "--model", "no/such-model"])
         assert result.exit_code == 0, result.output
         assert "Nothing was observed" in result.output

@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.prompt import Prompt
 
-from agent.commands.common import console, err_console, settings
+from agent.commands.common import DbOption, console, err_console, existing_store, resolve_source, settings
+from agent.config import Settings
+from agent.errors import ScenewatchError
+from agent.sources import is_live
 
 if TYPE_CHECKING:
     from agent.assistant import Assistant
@@ -25,7 +28,6 @@ SourceOption = Annotated[
 ThreadOption = Annotated[
     str | None, typer.Option(help="Conversation thread to continue (default: a new one).", show_default=False)
 ]
-DbOption = Annotated[Path | None, typer.Option(help="Observation database (default HOME/scenewatch.db).")]
 ModelOption = Annotated[str | None, typer.Option(help="Model id or local checkpoint folder.")]
 BackendOption = Annotated[
     str | None, typer.Option(help="local (the model in this process) or openai (a server).")
@@ -67,7 +69,17 @@ def _session(
         agent_thread=thread,
     )
     on_context: Callable[[str], None] | None = _show_context if show_context else None
-    return open_assistant(cfg, source=source, on_context=on_context)
+    return open_assistant(cfg, source=_topic(cfg, source), on_context=on_context)
+
+
+def _topic(cfg: Settings, given: str | None) -> str | None:
+    """The source asked about: a watched one as ``--source`` names it, or a live one not watched yet."""
+    if not given or (is_live(given) and not cfg.db_path.is_file()):
+        return given
+    with existing_store(cfg) as store:
+        if is_live(given) and given not in store.sources():
+            return given
+        return resolve_source(store, given)
 
 
 def ask(
@@ -82,6 +94,8 @@ def ask(
     show_context: ShowOption = False,
 ) -> None:
     """Answer one question about what the camera sees now or saw before, citing observation times."""
+    if not question.strip():
+        raise ScenewatchError("the question is empty (ask something: scenewatch ask 'who is at the door?')")
     with _session(source, thread, db, model, backend, max_new_tokens, device, show_context) as assistant:
         answer = assistant.ask(question)
     console.print(answer, markup=False, highlight=False)

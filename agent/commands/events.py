@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,19 +10,21 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agent.commands.common import console, existing_store, settings
-from agent.durations import parse_since
+from agent.commands.common import DbOption, console, existing_store, resolve_source, settings
+from agent.durations import clock, parse_since
 from agent.errors import ScenewatchError
 from agent.outbox import DeliveryWorker, Outbox
 from agent.rules import RuleSet, format_seconds, load_rules
 from agent.sinks import SEVERITY_STYLES, Sender
+from memory.store import Store
 
 events_app = typer.Typer(help="Events raised by rules; deliver what is still in the outbox.")
 rules_app = typer.Typer(help="Rules files: named watch questions, predicates, sinks.", no_args_is_help=True)
 
 
-def _time(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+def _event_sources(store: Store) -> list[str]:
+    """Sources of recorded events (kept when their observations are pruned)."""
+    return [row[0] for row in store.execute("SELECT DISTINCT source FROM events")]
 
 
 def _delivery_status(deliveries: list[dict[str, Any]]) -> str:
@@ -45,13 +46,17 @@ def list_events(
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Most events shown (the latest).")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    db: DbOption = None,
 ) -> None:
     """List events (oldest first), with how many of their deliveries went through."""
     if ctx.invoked_subcommand is not None:
+        ctx.obj = db  # `events --db PATH deliver`
         return
     start = parse_since(since) if since else None
-    with existing_store(settings()) as store:
-        found = Outbox(store).events(since=start, rule=rule, source=source, limit=limit)
+    with existing_store(settings(db=db)) as store:
+        outbox = Outbox(store)
+        source = resolve_source(store, source, also=_event_sources(store))
+        found = outbox.events(since=start, rule=rule, source=source, limit=limit)
     if as_json:
         typer.echo(json.dumps(found, ensure_ascii=False))
         return
@@ -62,7 +67,7 @@ def list_events(
     for event in found:
         style = SEVERITY_STYLES.get(event["severity"], "")
         table.add_row(
-            _time(event["ts"]),
+            clock(event["ts"]),
             escape(event["source"]),
             escape(event["rule"]),
             f"[{style}]{event['severity']}[/]",
@@ -73,9 +78,9 @@ def list_events(
 
 
 @events_app.command("deliver")
-def deliver() -> None:
+def deliver(ctx: typer.Context, db: DbOption = None) -> None:
     """Try every undelivered event again now (after a receiver outage, say)."""
-    cfg = settings()
+    cfg = settings(db=db or ctx.obj)
     with existing_store(cfg) as store:
         outbox = Outbox(store)
         sender = Sender(console=console)

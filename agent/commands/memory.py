@@ -13,7 +13,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from agent.commands.bench import bench_app
-from agent.commands.common import console, err_console, existing_store, progress_bar, settings
+from agent.commands.common import (
+    DbOption,
+    console,
+    err_console,
+    existing_store,
+    progress_bar,
+    resolve_source,
+    settings,
+)
 from agent.config import Settings
 from agent.durations import clock, parse_duration, parse_since, video_position
 from agent.errors import ScenewatchError
@@ -29,7 +37,10 @@ memory_app = typer.Typer(
 )
 
 SINCE_HELP = "From this time: a duration ago (10m, 2h), a date (2024-05-01T12:00) or an epoch time."
-UNTIL_HELP = "Up to this time (same forms as --since); default now."
+UNTIL_HELP = (
+    "Up to this time (same forms as --since); default: no end (a video file's observations are stamped "
+    "watch start + position, so they can lie ahead of now)."
+)
 
 
 def _range(since: str | None, until: str | None) -> tuple[float | None, float | None]:
@@ -58,11 +69,13 @@ def recall(
         int | None, typer.Option("-k", min=1, help="How many observations (default recall_k).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    db: DbOption = None,
 ) -> None:
     """Find past observations by meaning, best match first, within a time range."""
-    cfg = settings()
+    cfg = settings(db=db)
     start, end = _range(since, until)
     with existing_store(cfg) as store, open_vectors(store, cfg) as index:
+        source = resolve_source(store, source)
         found = index.recall(query, source=source, since=start, until=end, k=k or cfg.recall_k)
     if _printed_plainly(found, as_json, "no matching observations"):
         return
@@ -79,12 +92,12 @@ def timeline_command(
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Most lines shown (the earliest).")] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    db: DbOption = None,
 ) -> None:
     """Episodes (spans of an unchanged scene) and events in a time range, oldest first."""
-    cfg = settings()
     start, end = _range(since, until)
-    with existing_store(cfg) as store:
-        entries = timeline(store, start, end, source, limit=limit)
+    with existing_store(settings(db=db)) as store:
+        entries = timeline(store, start, end, resolve_source(store, source), limit=limit)
     if _printed_plainly(entries, as_json, "nothing observed in this time range"):
         return
     table = Table("from", "to", "lasted", "source", "what")
@@ -94,11 +107,16 @@ def timeline_command(
             what = f"[bold yellow]event[/] {escape(entry.detail)}: {what}"
         else:
             what += f" [dim]changed: {escape(entry.changes)}[/]" if entry.changes else ""
-            what += f" [dim]({escape(entry.detail)}; {entry.observations} obs)[/]"
+            what += f" [dim]({_obs_note(entry.detail, entry.observations)})[/]"
         lasted = format_duration(entry.duration_s) if entry.kind == "episode" else ""
         to = clock(entry.end) if entry.kind == "episode" else ""
         table.add_row(clock(entry.start), to, lasted, escape(entry.source), what)
     console.print(table)
+
+
+def _obs_note(detail: str, observations: int) -> str:
+    """An episode's note: ``detail; 3 obs``, or ``3 obs`` alone when there is no detail."""
+    return "; ".join(part for part in (escape(detail), f"{observations} obs") if part)
 
 
 class _LazyBackend:
@@ -122,15 +140,16 @@ def narrate_command(
     model: Annotated[str | None, typer.Option(help="Model id or local checkpoint folder.")] = None,
     backend: Annotated[str | None, typer.Option(help="local or openai.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    db: DbOption = None,
 ) -> None:
     """Tell what happened in a time range: what was there, what changed and when, how long it lasted."""
     from memory.narrative import narrate
     from tools.vision.factory import make_backend
 
-    cfg = settings(model=model, backend=backend)
+    cfg = settings(db=db, model=model, backend=backend)
     start, end = _range(since, until)
-    end = end if end is not None else time.time()
     with existing_store(cfg) as store:
+        source = resolve_source(store, source)
         story = narrate(store, _LazyBackend(lambda: make_backend(cfg)), start, end, source, cfg)
     if as_json:
         typer.echo(json.dumps(story.to_dict(), ensure_ascii=False))
@@ -143,9 +162,9 @@ def narrate_command(
 
 
 @memory_app.command("reindex")
-def reindex() -> None:
+def reindex(db: DbOption = None) -> None:
     """Rebuild the vector index from the observation database (the truth)."""
-    cfg = settings()
+    cfg = settings(db=db)
     with (
         existing_store(cfg) as store,
         open_vectors(store, cfg, release_shards=True) as index,
@@ -160,9 +179,12 @@ def reindex() -> None:
 
 
 @memory_app.command("stats")
-def stats(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False) -> None:
+def stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    db: DbOption = None,
+) -> None:
     """Observations, sources, time span, indexing state, episodes and disk use."""
-    cfg = settings()
+    cfg = settings(db=db)
     with existing_store(cfg) as store, open_vectors(store, cfg) as index:
         report = _stats(store, cfg, index.count(), index.disk_bytes())
     if as_json:
@@ -221,11 +243,12 @@ def _mb(size: int) -> str:
 def prune_command(
     older_than: Annotated[str, typer.Option(help="Remove what was observed longer ago than this: 30d, 12h.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    db: DbOption = None,
 ) -> None:
     """Remove old observations with their thumbnails and vectors (and episodes wholly older)."""
     from memory.prune import count_older, prune
 
-    cfg = settings()
+    cfg = settings(db=db)
     cutoff = time.time() - parse_duration(older_than)
     with existing_store(cfg) as store:
         doomed = count_older(store, cutoff)
