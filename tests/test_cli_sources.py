@@ -129,3 +129,15 @@ def test_timeline_notes_an_episode_without_detail(store: Store) -> None:
 def test_ask_an_empty_question(store: Store, question: str) -> None:
     result = runner.invoke(app, ["ask", question])
     assert isinstance(result.exception, ScenewatchError) and "the question is empty" in str(result.exception)
+
+
+def test_ask_takes_a_source_the_look_tool_can_read_without_a_watch(store: Store, tmp_path: Path) -> None:
+    from agent.commands.ask import _topic
+
+    settings = load_settings()
+    (tmp_path / "clips" / "new.mp4").touch()
+    assert _topic(settings, "clips/new.mp4") == str(tmp_path / "clips" / "new.mp4")  # never watched
+    assert _topic(settings, "shop.mp4") == str(tmp_path / "clips" / "shop.mp4")  # watched, by base name
+    assert _topic(settings, "rtsp://cam/9") == "rtsp://cam/9"
+    with pytest.raises(ScenewatchError, match=r"no source nonexist\.mp4"):
+        _topic(settings, "nonexist.mp4")

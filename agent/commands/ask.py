@@ -73,13 +73,26 @@ def _session(
 
 
 def _topic(cfg: Settings, given: str | None) -> str | None:
-    """The source asked about: a watched one as ``--source`` names it, or a live one not watched yet."""
-    if not given or (is_live(given) and not cfg.db_path.is_file()):
-        return given
+    """The source asked about: a watched one as ``--source`` names it, else one the ``look`` tool
+    can read without a watch (a stream URL, a webcam, an existing file or folder)."""
+    if not given:
+        return None
+    readable = given if is_live(given) else _existing_path(given)
+    if not cfg.db_path.is_file() and readable is not None:
+        return readable
     with existing_store(cfg) as store:
-        if is_live(given) and given not in store.sources():
-            return given
-        return resolve_source(store, given)
+        try:
+            return resolve_source(store, given)
+        except ScenewatchError:
+            if readable is None:
+                raise
+            return readable
+
+
+def _existing_path(given: str) -> str | None:
+    """The absolute path of an existing local file or folder, else None."""
+    path = Path(given).expanduser()
+    return str(path.resolve()) if path.exists() else None
 
 
 def ask(
