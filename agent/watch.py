@@ -18,6 +18,10 @@ Deadlines: a live frame not answered within ``deadline_s`` is dropped by the eng
 (counted, logged) and the next frame is analysed regardless of the gate. Frames of files
 and folders carry no deadline: they never go stale, the pipeline depth already bounds the
 queue, and dropping them would leave holes in the log when the model is slow.
+
+Stopping: ``stop`` ends the sampling; the requests the engine has not started are abandoned
+and the answers in flight are committed. ``hurry`` (set after ``stop``) abandons those too:
+no thread waits for the model any more.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -55,6 +59,9 @@ log = logging.getLogger(__name__)
 
 LATENCY_HISTORY = 10_000
 """Latencies kept per source for the p95 (the mean covers every request)."""
+
+POLL_S = 0.1
+"""How often a thread waiting for an answer or a worker checks whether to stop waiting."""
 
 
 class _LatencyFigures:
@@ -184,6 +191,7 @@ class _Shared:
     jsonl: IO[str] | None
     on_update: UpdateCallback | None
     stop: threading.Event
+    hurry: threading.Event
     commit_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -199,6 +207,7 @@ class _SourceWorker:
         self.depth = 1 if source.live else settings.pipeline_depth
         self.thumbs = settings.thumbs_dir / source_slug(source.name)
         self.pending: deque[_Pending] = deque()
+        self.done = threading.Event()  # set when the worker no longer touches the store
 
     def run(self) -> None:
         """Watch the source to its end (or the stop event); errors end this source only, logged."""
@@ -212,12 +221,11 @@ class _SourceWorker:
             self.stats.error = f"{type(exc).__name__}: {exc}"
             log.exception("%s: stopped on an unexpected error", self.source.name)
         finally:
-            for item in self.pending:  # left by an error: never committed
-                item.future.cancel()
-            self.stats.abandoned += len(self.pending)
+            self._abandon()  # what an error left in flight
             self.stats.failed += self.source.unreadable
             self.stats.video_s = self.source.video_s
             self.source.close()
+            self.done.set()
 
     def _loop(self) -> None:
         shared, settings = self.shared, self.shared.settings
@@ -246,8 +254,14 @@ class _SourceWorker:
             self._settle(keep=self.depth - 1)
 
     def _settle(self, keep: int) -> None:
-        """Commit finished answers in order; block until at most ``keep`` remain in flight."""
+        """Commit finished answers in order; block until at most ``keep`` remain in flight.
+
+        Once ``hurry`` is set, the answers not yet in are abandoned instead of waited for.
+        """
         while self.pending and (len(self.pending) > keep or self.pending[0].future.done()):
+            if not self._answered(self.pending[0].future):
+                self._abandon()
+                return
             item = self.pending.popleft()
             try:
                 result = item.future.result()
@@ -265,6 +279,21 @@ class _SourceWorker:
                 continue
             answered = item.answered or time.monotonic()
             self._commit(item, result, (answered - item.submitted) * 1000)
+
+    def _answered(self, future: Future[VisionResult]) -> bool:
+        """Wait until ``future`` is done; False when told to hurry first."""
+        while not future.done():
+            if self.shared.hurry.is_set():
+                return False
+            wait([future], timeout=POLL_S)
+        return True
+
+    def _abandon(self) -> None:
+        """Give up every request in flight: cancelled if the engine has not started it, never committed."""
+        for item in self.pending:
+            item.future.cancel()
+        self.stats.abandoned += len(self.pending)
+        self.pending.clear()
 
     def _finish_pending(self) -> None:
         """At the end: commit what is in flight; on stop, abandon what the engine has not started."""
@@ -346,6 +375,7 @@ def run_watch(
     jsonl: Path | None = None,
     on_update: UpdateCallback | None = None,
     stop: threading.Event | None = None,
+    hurry: threading.Event | None = None,
 ) -> WatchSummary:
     """Watch every source until the files end or ``stop`` is set; return what happened.
 
@@ -353,6 +383,7 @@ def run_watch(
     raises ScenewatchError before anything runs. A file or folder from which no frame can be
     read ends that source with an error (``summary.errors``); :func:`~agent.sources.probe_source`
     finds those up front, before a model loads. Live sources retry their connection forever.
+    Setting ``hurry`` after ``stop`` abandons the answers still in flight (module docstring).
     The listeners are closed at the end; the engine and the store belong to the caller.
     """
     stop = stop or threading.Event()
@@ -384,7 +415,18 @@ def run_watch(
     window = RecentWindow(settings.window)
     window.seed(store, sources)
     batches_before = engine.stats.batches
-    shared = _Shared(settings, engine, store, window, questions or {}, listeners, jsonl_file, on_update, stop)
+    shared = _Shared(
+        settings,
+        engine,
+        store,
+        window,
+        questions or {},
+        listeners,
+        jsonl_file,
+        on_update,
+        stop,
+        hurry or threading.Event(),
+    )
     workers = [_SourceWorker(source, shared) for source in opened]
     threads = [
         threading.Thread(target=worker.run, name=f"watch-{worker.source.name}", daemon=True)
@@ -393,10 +435,10 @@ def run_watch(
     try:
         for thread in threads:
             thread.start()
-        _join(threads)
+        _join(workers)
     except KeyboardInterrupt:
         stop.set()
-        _join(threads)
+        _join(workers)
         raise
     finally:
         _close_listeners(listeners)
@@ -417,11 +459,15 @@ def _open_jsonl(path: Path) -> IO[str]:
         raise ScenewatchError(f"cannot write {path}: {exc}") from exc
 
 
-def _join(threads: Sequence[threading.Thread]) -> None:
-    """Wait for the threads in short steps, so signal handlers run meanwhile."""
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.25)
+def _join(workers: Sequence[_SourceWorker]) -> None:
+    """Wait until every worker is done, in short steps so signal handlers run meanwhile.
+
+    Their ``done`` events, not ``Thread.join``: on Python 3.11 an exception raised by a signal
+    handler inside ``join`` can mark a running thread as finished (bpo-45274).
+    """
+    for worker in workers:
+        while not worker.done.wait(POLL_S):
+            pass
 
 
 def _close_listeners(listeners: Sequence[ObservationListener]) -> None:

@@ -214,6 +214,27 @@ def test_stop_abandons_queued_work_and_keeps_what_was_committed(tmp_path: Path) 
     assert store.execute("PRAGMA integrity_check")[0][0] == "ok"
 
 
+def test_hurry_abandons_the_answers_in_flight_without_waiting_for_them(
+    synthetic_clip: Path, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path / "home", pipeline_depth=4, batch_size=2)
+    store = Store(settings.db_path)
+    stop, hurry = threading.Event(), threading.Event()
+    engine = Engine(SlowBackend(3.0), batch_size=2, batch_wait_ms=0)
+    threading.Timer(0.5, lambda: (stop.set(), hurry.set())).start()
+    started = time.monotonic()
+    try:
+        summary = run_watch(
+            [str(synthetic_clip)], settings, engine=engine, store=store, stop=stop, hurry=hurry
+        )
+        took = time.monotonic() - started
+    finally:
+        engine.close()  # the batch it was on ends now, after the watch: nobody commits it
+    assert took < 2.0  # the first batch takes 3 s
+    assert summary.analysed == store.count() == 0 and summary.abandoned >= 2
+    assert store.execute("PRAGMA integrity_check")[0][0] == "ok"
+
+
 def test_a_database_failure_stops_that_source_with_a_message(
     synthetic_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

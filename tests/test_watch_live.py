@@ -131,32 +131,43 @@ def test_a_stream_that_goes_away_is_reconnected_and_nothing_is_lost(
     assert store.execute("PRAGMA integrity_check")[0][0] == "ok"
 
 
-@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
-def test_a_killed_watch_leaves_a_consistent_complete_database(
-    tiny_checkpoint: Path, tmp_path: Path, sig: signal.Signals, status: int
-) -> None:
-    server = MjpegServer().start()
-    db, jsonl = tmp_path / "watch.db", tmp_path / "watch.jsonl"
-    env = {**os.environ, "SCENEWATCH_HOME": str(tmp_path / "home"), "SCENEWATCH_MAX_NEW_TOKENS": "8"}
-    command = [sys.executable, "-c", "from agent.cli import main; main()", "watch", server.url]
+def start_cli_watch(tiny_checkpoint: Path, folder: Path, *sources: str) -> subprocess.Popen[str]:
+    """``scenewatch watch`` of ``sources`` with the tiny model, into folder/watch.db and watch.jsonl."""
+    env = {**os.environ, "SCENEWATCH_HOME": str(folder / "home"), "SCENEWATCH_MAX_NEW_TOKENS": "8"}
+    command = [sys.executable, "-c", "from agent.cli import main; main()", "watch", *sources]
     options = ["--model", str(tiny_checkpoint), "--device", "cpu", "--max-side", "64", "--every", "200ms"]
-    options += ["--heartbeat", "500ms", "--db", str(db), "--jsonl", str(jsonl)]
-    process = subprocess.Popen(
+    options += ["--heartbeat", "500ms", "--db", str(folder / "watch.db")]
+    options += ["--jsonl", str(folder / "watch.jsonl")]
+    return subprocess.Popen(
         command + options, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def signal_after_observations(
+    process: subprocess.Popen[str],
+    jsonl: Path,
+    count: int,
+    signals: list[signal.Signals],
+    within_s: float = 60,
+) -> tuple[str, str]:
+    """Once ``jsonl`` holds ``count`` lines, send ``signals`` 0.1 s apart; the output, by ``within_s``."""
     try:
         wait_for(
-            lambda: jsonl.exists() and len(jsonl.read_text().splitlines()) >= 3, 120, "three observations"
+            lambda: jsonl.exists() and len(jsonl.read_text().splitlines()) >= count,
+            120,
+            f"{count} observations",
         )
-        process.send_signal(sig)
-        out, err = process.communicate(timeout=60)
+        for index, sig in enumerate(signals):
+            time.sleep(0.1 if index else 0)
+            process.send_signal(sig)
+        return process.communicate(timeout=within_s)
     finally:
         if process.poll() is None:
             process.kill()
-        server.stop()
-    assert process.returncode == status, err
-    assert "Traceback" not in err
-    assert "sampled" in out  # the summary was printed
+
+
+def assert_consistent(db: Path, jsonl: Path) -> list[dict]:
+    """The database is intact and holds the row of every JSONL line; the lines."""
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     connection = sqlite3.connect(db)
     try:
@@ -164,8 +175,43 @@ def test_a_killed_watch_leaves_a_consistent_complete_database(
         rows = dict(connection.execute("SELECT id, summary FROM observations").fetchall())
     finally:
         connection.close()
-    assert len(lines) >= 3
     assert all(rows.get(line["id"]) == line["summary"] for line in lines)
+    return lines
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_killed_watch_leaves_a_consistent_complete_database(
+    tiny_checkpoint: Path, tmp_path: Path, sig: signal.Signals, status: int
+) -> None:
+    server = MjpegServer().start()
+    try:
+        process = start_cli_watch(tiny_checkpoint, tmp_path, server.url)
+        out, err = signal_after_observations(process, tmp_path / "watch.jsonl", 3, [sig])
+    finally:
+        server.stop()
+    assert process.returncode == status, err
+    assert "Traceback" not in err
+    assert "sampled" in out  # the summary was printed
+    assert len(assert_consistent(tmp_path / "watch.db", tmp_path / "watch.jsonl")) >= 3
+
+
+def test_a_second_sigint_stops_sooner_and_never_aborts(
+    tiny_checkpoint: Path, synthetic_clip: Path, tmp_path: Path
+) -> None:
+    server = MjpegServer().start()
+    try:
+        for attempt in range(3):  # the second signal lands at a different moment each time
+            folder = tmp_path / f"run{attempt}"
+            process = start_cli_watch(tiny_checkpoint, folder, server.url, str(synthetic_clip))
+            out, err = signal_after_observations(
+                process, folder / "watch.jsonl", 1, [signal.SIGINT] * 2, within_s=30
+            )
+            assert process.returncode == 130, err
+            assert "terminate called" not in err and "Traceback" not in err and "closed" not in err
+            assert "sampled" in out  # the summary was printed
+            assert assert_consistent(folder / "watch.db", folder / "watch.jsonl")
+    finally:
+        server.stop()
 
 
 def test_a_watch_of_a_dead_url_keeps_retrying_until_stopped(

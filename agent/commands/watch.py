@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -19,7 +21,7 @@ from agent.errors import ScenewatchError
 from agent.events import RuleEngine, load_rules
 from agent.listeners import ObservationListener
 from agent.sources import probe_source, quiet_video_logs
-from agent.watch import run_watch
+from agent.watch import WatchSummary, run_watch
 from memory.episodes import EpisodeTracker
 from memory.indexer import Indexer
 from memory.store import Store
@@ -44,10 +46,15 @@ def watch_questions(texts: list[str] | None) -> dict[str, str]:
 
 
 class _StopOnSignal:
-    """SIGINT/SIGTERM set ``stop`` (in-flight work finishes); a second signal aborts at once."""
+    """SIGINT/SIGTERM set ``stop`` (in-flight work finishes); a second signal sets ``hurry``.
 
-    def __init__(self, stop: threading.Event) -> None:
+    The handler never raises: a KeyboardInterrupt in the main thread while it waits for the
+    source threads would let it close the store under them.
+    """
+
+    def __init__(self, stop: threading.Event, hurry: threading.Event) -> None:
         self.stop = stop
+        self.hurry = hurry
         self.received: list[int] = []
         self._previous: dict[int, Any] = {}
 
@@ -61,11 +68,31 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
         self.received.append(signum)
-        self.stop.set()
-        log.info("stopping: finishing the frames in flight (signal again to abort)")
+        if not self.stop.is_set():
+            self.stop.set()
+            log.info("stopping: finishing the frames in flight (Ctrl-C again to stop sooner)")
+        elif not self.hurry.is_set():
+            self.hurry.set()
+            log.info("stopping sooner: abandoning the frames the model has not answered")
+
+    def exit_status(self, summary: WatchSummary) -> int:
+        """130 after Ctrl-C, else 1 when nothing could be analysed, else 0."""
+        if signal.SIGINT in self.received:
+            return 130
+        return 1 if summary.fruitless else 0
+
+
+def _exit_now(status: int) -> NoReturn:
+    """End the process without waiting for the model's batch or the stream readers.
+
+    Only once the store is closed. A normal exit would finalise Python under C++ threads still
+    in torch or OpenCV, which can abort ("terminate called without an active exception").
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def watch(
@@ -145,30 +172,39 @@ def watch(
             listener.close()
         store.close()
         raise
-    stop = threading.Event()
-    try:
-        with _StopOnSignal(stop) as signals, WatchDisplay(console) as display:
-            summary = run_watch(
-                sources,
-                cfg,
-                engine=engine,
-                store=store,
-                questions=questions,
-                listeners=listeners,
-                jsonl=jsonl,
-                on_update=display.update,
-                stop=stop,
-            )
-    finally:
-        engine.close()
-        store.close()
+    stop, hurry = threading.Event(), threading.Event()
+    with _StopOnSignal(stop, hurry) as signals:  # until the end: a signal never interrupts the shutdown
+        try:
+            with WatchDisplay(console) as display:
+                summary = run_watch(
+                    sources,
+                    cfg,
+                    engine=engine,
+                    store=store,
+                    questions=questions,
+                    listeners=listeners,
+                    jsonl=jsonl,
+                    on_update=display.update,
+                    stop=stop,
+                    hurry=hurry,
+                )
+        finally:
+            if not hurry.is_set():  # else the model may still be on a batch nobody waits for
+                engine.close()
+            store.close()
+        _report(summary)
+    status = signals.exit_status(summary)
+    if hurry.is_set():
+        _exit_now(status)
+    if status:
+        raise typer.Exit(status)
+
+
+def _report(summary: WatchSummary) -> None:
+    """The summary table, then one line per source that stopped on an error."""
     console.print(summary_table(summary))
     for name, error in summary.errors.items():
         err_console.print(f"[bold red]error:[/] {name}: {error}", highlight=False, soft_wrap=True)
-    if signal.SIGINT in signals.received:
-        raise typer.Exit(130)
-    if summary.fruitless:  # every source ended on an error or unreadable input: nothing analysed
-        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
