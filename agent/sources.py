@@ -84,6 +84,12 @@ def is_live(spec: str) -> bool:
     return spec.strip().isdigit() or bool(URL_SCHEME.match(spec.strip()))
 
 
+def source_name(spec: str) -> str:
+    """The name a source is watched and stored under: a URL or webcam index as given, a file's
+    or folder's absolute, resolved path (so that it can be found from any directory)."""
+    return spec if is_live(spec) else str(Path(spec).expanduser().resolve())
+
+
 class _Sampler:
     """Picks, from frames at increasing times, the one nearest each multiple of ``every_s``."""
 

@@ -50,7 +50,7 @@ from agent.engine import DeadlineExceeded, Engine, EngineClosed
 from agent.errors import ScenewatchError
 from agent.gate import ChangeGate
 from agent.listeners import ObservationListener
-from agent.sources import Frame, FrameSource, open_source
+from agent.sources import Frame, FrameSource, open_source, source_name
 from memory.store import Observation, Store
 from memory.window import RecentWindow
 from tools.vision.base import VisionResult
@@ -379,6 +379,7 @@ def run_watch(
 ) -> WatchSummary:
     """Watch every source until the files end or ``stop`` is set; return what happened.
 
+    Files and folders are watched and stored under their absolute path (:func:`~agent.sources.source_name`).
     Sources are opened first: a missing file, an empty folder or a video that cannot be opened
     raises ScenewatchError before anything runs. A file or folder from which no frame can be
     read ends that source with an error (``summary.errors``); :func:`~agent.sources.probe_source`
@@ -387,18 +388,15 @@ def run_watch(
     The listeners are closed at the end; the engine and the store belong to the caller.
     """
     stop = stop or threading.Event()
-    if len(set(sources)) != len(sources):
-        raise ScenewatchError("a source is given twice")
-    if not sources:
-        raise ScenewatchError("no source to watch")
+    names = _unique_names(sources)
     started, start_ts = time.monotonic(), time.time()
     opened: list[FrameSource] = []
     jsonl_file: IO[str] | None = None
     try:
-        for spec in sources:
+        for name in names:
             opened.append(
                 open_source(
-                    spec,
+                    name,
                     every_s=settings.every_s,
                     start_ts=start_ts,
                     frame_interval_s=settings.frame_interval_s,
@@ -413,7 +411,7 @@ def run_watch(
         _close_listeners(listeners)
         raise
     window = RecentWindow(settings.window)
-    window.seed(store, sources)
+    window.seed(store, names)
     batches_before = engine.stats.batches
     shared = _Shared(
         settings,
@@ -449,6 +447,17 @@ def run_watch(
         wall_s=time.monotonic() - started,
         model_calls=engine.stats.batches - batches_before,
     )
+
+
+def _unique_names(sources: Sequence[str]) -> list[str]:
+    """The sources' names (:func:`~agent.sources.source_name`); ScenewatchError for none or a repeat."""
+    if not sources:
+        raise ScenewatchError("no source to watch")
+    names = [source_name(spec) for spec in sources]
+    repeated = next((name for index, name in enumerate(names) if name in names[:index]), None)
+    if repeated is not None:
+        raise ScenewatchError(f"a source is given twice: {repeated}")
+    return names
 
 
 def _open_jsonl(path: Path) -> IO[str]:

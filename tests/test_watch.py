@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -20,6 +21,7 @@ from agent.engine import Engine
 from agent.errors import ScenewatchError
 from agent.watch import WatchSummary, run_watch, source_slug
 from memory.store import Observation, Store
+from tools.look import grab
 from tools.vision.base import VisionRequest, VisionResult
 from tools.vision.scripted import ScriptedBackend
 
@@ -101,6 +103,24 @@ def test_a_file_becomes_committed_observations_with_thumbnails_listeners_and_jso
     assert [line["id"] for line in lines] == [o.id for o in rows]
     assert {"source", "ts", "video_t", "summary", "gate_score", "latency_ms"} <= set(lines[0])
     assert len(updates) == 20 and sum(u is not None for u in updates) == 5
+
+
+def test_files_are_stored_under_their_absolute_path_and_found_from_anywhere(
+    synthetic_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(synthetic_clip.parent)
+    settings = Settings(home=tmp_path / "home", heartbeat_s=60.0)
+    jsonl = tmp_path / "watch.jsonl"
+    summary, store = watch([synthetic_clip.name], settings, counting_backend(), jsonl=jsonl)
+    absolute = str(synthetic_clip.resolve())
+    assert list(summary.sources) == [absolute]
+    assert len(store.between(source=absolute)) == store.count() == summary.analysed > 0
+    assert {json.loads(line)["source"] for line in jsonl.read_text().splitlines()} == {absolute}
+    monkeypatch.chdir(tmp_path)  # another directory: the stored name still finds the file
+    image, when = grab(store, store.recent(None, 1)[0].source, 64)
+    assert image.size and when.startswith("video")
+    with pytest.raises(ScenewatchError, match="twice"):
+        watch([absolute, os.path.relpath(synthetic_clip)], settings, counting_backend())
 
 
 def test_prompts_carry_the_window_and_a_restart_appends(synthetic_clip: Path, tmp_path: Path) -> None:

@@ -94,3 +94,15 @@ def test_exit_1_only_when_nothing_could_be_analysed(
     monkeypatch.setattr("agent.commands.watch.make_backend", lambda cfg: backend)
     result = CliRunner().invoke(app, ["watch", str(synthetic_clip), "--heartbeat", "1m"])
     assert result.exit_code == exit_code, result.output
+
+
+def test_a_relative_path_is_stored_absolute_and_shown_by_its_name(
+    synthetic_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(synthetic_clip.parent)
+    monkeypatch.setattr("agent.commands.watch.make_backend", lambda cfg: ScriptedBackend(default="{}"))
+    db = tmp_path / "obs.db"
+    result = CliRunner().invoke(app, ["watch", synthetic_clip.name, "--heartbeat", "1m", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert {o.source for o in Store(db).between()} == {str(synthetic_clip.resolve())}
+    assert synthetic_clip.name in result.output and str(synthetic_clip.parent) not in result.output

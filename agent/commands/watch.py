@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from agent.commands.common import console, err_console, settings
-from agent.display import WatchDisplay, summary_table
+from agent.display import WatchDisplay, label, summary_table
 from agent.durations import parse_duration
 from agent.engine import Engine
 from agent.errors import ScenewatchError
@@ -204,7 +204,7 @@ def _report(summary: WatchSummary) -> None:
     """The summary table, then one line per source that stopped on an error."""
     console.print(summary_table(summary))
     for name, error in summary.errors.items():
-        err_console.print(f"[bold red]error:[/] {name}: {error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {label(name)}: {error}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
