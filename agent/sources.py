@@ -12,8 +12,9 @@ Every source yields :class:`Frame`s (BGR arrays with their time) from ``frames(s
 - **Live sources** (webcam index, ``rtsp://``, ``http(s)://`` MJPEG or live HLS, ...) have a reader
   thread that reads continuously and keeps only the newest frame, so analysis never works
   on stale buffered frames. A failed read or connection is retried with exponential backoff
-  (capped at ``reconnect_max_s``), each attempt logged; the source only ends when ``stop``
-  is set. ``ts`` is the capture time, ``video_t`` is None.
+  (capped at ``reconnect_max_s``), each attempt logged; the source ends when ``stop`` is set,
+  or with a ScenewatchError when not one frame has come within ``give_up_s`` of its start
+  (once one has, outages are retried for ever). ``ts`` is the capture time, ``video_t`` is None.
 
 A file or folder from which no frame at all can be read is an error (ScenewatchError), both
 when :func:`probe_source` checks it up front and when its ``frames`` end with nothing read.
@@ -227,16 +228,24 @@ class LiveSource:
     live = True
 
     def __init__(
-        self, spec: str, *, name: str, every_s: float, reconnect_max_s: float, timeout_s: float
+        self,
+        spec: str,
+        *,
+        name: str,
+        every_s: float,
+        reconnect_max_s: float,
+        timeout_s: float,
+        give_up_s: float,
     ) -> None:
         self.name, self.spec, self.every_s = name, spec.strip(), every_s
-        self.reconnect_max_s, self.timeout_s = reconnect_max_s, timeout_s
+        self.reconnect_max_s, self.timeout_s, self.give_up_s = reconnect_max_s, timeout_s, give_up_s
         self.unreadable = 0
         self.video_s = 0.0
         self.reconnects = 0
         self._latest: tuple[np.ndarray, float, int] | None = None
         self._changed = threading.Condition()
         self._reader: threading.Thread | None = None
+        self._started = 0.0  # time.monotonic() when the reader started
         self._halt = threading.Event()  # this source only: the watch's stop event is not touched
         _live_sources[name] = self
 
@@ -278,6 +287,7 @@ class LiveSource:
     def start(self) -> None:
         """Start the reader thread (``frames`` does it on first use)."""
         if self._reader is None:
+            self._started = time.monotonic()
             self._reader = threading.Thread(target=self._read_loop, name=f"reader-{self.name}", daemon=True)
             self._reader.start()
 
@@ -302,12 +312,24 @@ class LiveSource:
             while not stop.wait(max(0.0, next_tick - time.monotonic())):
                 latest = self.newest(wait_s=1.0, after=seen)
                 if latest is None:
+                    self._give_up_if_silent()
                     continue
                 image, ts, seen = latest
                 yield Frame(image, ts)
                 next_tick = max(next_tick + self.every_s, time.monotonic())
         finally:
             self._halt.set()
+
+    def _give_up_if_silent(self) -> None:
+        """ScenewatchError when not one frame came within ``give_up_s`` of the start (0: never)."""
+        if self._latest is not None or not self.give_up_s:
+            return
+        if time.monotonic() - self._started >= self.give_up_s:
+            what, check = (f"webcam {self.spec}", "index") if self.spec.isdigit() else (self.spec, "address")
+            raise ScenewatchError(
+                f"cannot connect to {what}: no frame in {self.give_up_s:g} s; check the {check}, "
+                "or set SCENEWATCH_STREAM_GIVE_UP_S=0 to keep trying"
+            )
 
     def close(self) -> None:
         self._halt.set()
@@ -338,8 +360,13 @@ def open_source(
     frame_interval_s: float | None = None,
     reconnect_max_s: float = 30.0,
     timeout_s: float = 10.0,
+    give_up_s: float = 60.0,
 ) -> FrameSource:
-    """The source that ``spec`` names: a webcam index, a stream URL, an image folder or a video file."""
+    """The source that ``spec`` names: a webcam index, a stream URL, an image folder or a video file.
+
+    For streams, ``reconnect_max_s``, ``timeout_s`` and ``give_up_s`` are the settings
+    ``reconnect_max_s``, ``stream_timeout_s`` and ``stream_give_up_s`` (see :class:`LiveSource`).
+    """
     if is_recording(spec, timeout_s):
         log.info("%s is a recording: watched in video time, once", spec)
         return VideoFileSource(
@@ -347,7 +374,12 @@ def open_source(
         )
     if is_live(spec):
         return LiveSource(
-            spec, name=spec, every_s=every_s, reconnect_max_s=reconnect_max_s, timeout_s=timeout_s
+            spec,
+            name=spec,
+            every_s=every_s,
+            reconnect_max_s=reconnect_max_s,
+            timeout_s=timeout_s,
+            give_up_s=give_up_s,
         )
     path = local_path(spec)
     if path.is_dir():

@@ -383,7 +383,8 @@ def run_watch(
     Sources are opened first: a missing file, an empty folder or a video that cannot be opened
     raises ScenewatchError before anything runs. A file or folder from which no frame can be
     read ends that source with an error (``summary.errors``); :func:`~agent.sources.probe_source`
-    finds those up front, before a model loads. Live sources retry their connection forever.
+    finds those up front, before a model loads. A live source that sends no frame within
+    ``stream_give_up_s`` ends with an error too; once one has come, it retries for ever.
     Setting ``hurry`` after ``stop`` abandons the answers still in flight (module docstring).
     The listeners are closed at the end; the engine and the store belong to the caller.
     """
@@ -402,6 +403,7 @@ def run_watch(
                     frame_interval_s=settings.frame_interval_s,
                     reconnect_max_s=settings.reconnect_max_s,
                     timeout_s=settings.stream_timeout_s,
+                    give_up_s=settings.stream_give_up_s,
                 )
             )
         jsonl_file = _open_jsonl(jsonl) if jsonl is not None else None

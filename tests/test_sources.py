@@ -257,7 +257,7 @@ def test_a_url_that_never_answers_is_retried_with_backoff_until_stopped(
         target=lambda: [accepted.append(server.accept()[0]) for _ in range(16)], daemon=True
     ).start()
     url = f"http://127.0.0.1:{server.getsockname()[1]}/stream.mjpg"
-    source = LiveSource(url, name=url, every_s=0.2, reconnect_max_s=0.4, timeout_s=0.5)
+    source = LiveSource(url, name=url, every_s=0.2, reconnect_max_s=0.4, timeout_s=0.5, give_up_s=0)
     stop = threading.Event()
     frames: list = []
     with caplog.at_level(logging.WARNING):

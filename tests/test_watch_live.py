@@ -18,7 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from agent.cli import app
 from agent.config import Settings
 from agent.engine import Engine
 from agent.watch import WatchSummary, run_watch
@@ -93,13 +95,25 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_a_stream_that_goes_away_is_reconnected_and_nothing_is_lost(
+def dead_url() -> str:
+    """A localhost stream URL where nothing listens."""
+    server = MjpegServer()
+    server.server_close()
+    return server.url
+
+
+def test_a_stream_that_goes_away_is_reconnected_past_the_give_up_time_and_nothing_is_lost(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = MjpegServer().start()
     port, url = server.server_address[1], server.url
     settings = Settings(
-        home=tmp_path / "home", every_s=0.2, heartbeat_s=0.5, reconnect_max_s=0.4, stream_timeout_s=2.0
+        home=tmp_path / "home",
+        every_s=0.2,
+        heartbeat_s=0.5,
+        reconnect_max_s=0.4,
+        stream_timeout_s=2.0,
+        stream_give_up_s=1.0,  # only for a source that never sent a frame
     )
     store = Store(settings.db_path)
     stop = threading.Event()
@@ -114,6 +128,8 @@ def test_a_stream_that_goes_away_is_reconnected_and_nothing_is_lost(
             server.stop()
             outage = time.time()
             wait_for(lambda: "reconnect attempt 2" in caplog.text, 30, "reconnect attempts")
+            wait_for(lambda: time.time() - outage > 2.5, 5, "an outage longer than the give-up time")
+            assert watcher.is_alive()
             server = MjpegServer(port).start()
             restarted = time.time()
             wait_for(lambda: len(store.between(since=restarted)) >= 3, 30, "observations after the restart")
@@ -123,6 +139,7 @@ def test_a_stream_that_goes_away_is_reconnected_and_nothing_is_lost(
             server.stop()
     assert not watcher.is_alive()
     summary = result[0]
+    assert not summary.errors
     rows = store.between(source=url)
     assert len(rows) == summary.analysed == summary.sources[url].analysed
     assert any(o.ts < outage for o in rows) and any(o.ts > restarted for o in rows)
@@ -214,16 +231,45 @@ def test_a_second_sigint_stops_sooner_and_never_aborts(
         server.stop()
 
 
-def test_a_watch_of_a_dead_url_keeps_retrying_until_stopped(
+def test_a_watch_of_a_dead_url_with_no_give_up_keeps_retrying_until_stopped(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = MjpegServer()
-    url = server.url
-    server.server_close()  # nothing listens there any more
-    settings = Settings(home=tmp_path / "home", every_s=0.2, reconnect_max_s=0.2, stream_timeout_s=0.5)
+    settings = Settings(
+        home=tmp_path / "home", every_s=0.2, reconnect_max_s=0.2, stream_timeout_s=0.5, stream_give_up_s=0
+    )
     stop = threading.Event()
-    threading.Timer(1.5, stop.set).start()
+    threading.Timer(2.5, stop.set).start()  # longer than the give-up time of the next test
     with Engine(ScriptedBackend(default="{}")) as engine:
-        summary = run_watch([url], settings, engine=engine, store=Store(settings.db_path), stop=stop)
+        summary = run_watch([dead_url()], settings, engine=engine, store=Store(settings.db_path), stop=stop)
     assert summary.sampled == summary.analysed == 0 and not summary.errors
     assert "cannot connect; reconnect attempt 2" in caplog.text
+
+
+def test_a_dead_url_is_given_up_and_the_other_sources_go_on(synthetic_clip: Path, tmp_path: Path) -> None:
+    url = dead_url()
+    settings = Settings(
+        home=tmp_path / "home", reconnect_max_s=0.2, stream_timeout_s=0.5, stream_give_up_s=1.0
+    )
+    store = Store(settings.db_path)
+    started = time.monotonic()
+    with Engine(ScriptedBackend(default="{}")) as engine:
+        alone = run_watch([url], settings, engine=engine, store=store)
+        took = time.monotonic() - started
+        both = run_watch([url, str(synthetic_clip)], settings, engine=engine, store=store)
+    assert took < 5 and alone.fruitless
+    assert alone.errors[url].startswith(f"cannot connect to {url}: no frame in 1 s; check the address")
+    assert "SCENEWATCH_STREAM_GIVE_UP_S=0" in alone.errors[url]
+    assert list(both.errors) == [url] and not both.fruitless
+    assert both.sources[str(synthetic_clip)].analysed == store.count() > 0
+
+
+def test_the_cli_fails_when_every_source_was_given_up(
+    synthetic_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCENEWATCH_STREAM_GIVE_UP_S", "1")
+    monkeypatch.setattr("agent.commands.watch.make_backend", lambda cfg: ScriptedBackend(default="{}"))
+    url = dead_url()
+    alone = CliRunner().invoke(app, ["watch", url])
+    assert alone.exit_code == 1 and "no frame in 1 s" in alone.output
+    with_a_file = CliRunner().invoke(app, ["watch", url, str(synthetic_clip), "--heartbeat", "1m"])
+    assert with_a_file.exit_code == 0 and "no frame in 1 s" in with_a_file.output
