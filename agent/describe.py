@@ -30,6 +30,9 @@ DESCRIBE_MAX_NEW_TOKENS = 160
 """Decode time dominates a look: the JSON asked for fits well within this."""
 
 SUMMARY_CHARS = 500
+WINDOW_CHARS = 160
+"""The most of a previous summary a prompt's window repeats: the one short sentence the prompt asks
+for fits; a rambling or unparsed answer does not grow every later prompt."""
 _FIELDS = ("summary", "people", "objects", "actions", "changes", "answers")
 _SUMMARY_ALIASES = ("summary", "description", "caption", "scene")
 _TRUE = {"true", "yes", "y", "1", "present", "open", "on"}
@@ -69,7 +72,7 @@ def frame_to_image(frame: np.ndarray, max_side: int) -> Image.Image:
 def describe_prompt(previous: Sequence[Observation], questions: Mapping[str, str], now_ts: float) -> str:
     """The describe prompt text for a frame taken at ``now_ts``."""
     if previous:
-        lines = "\n".join(f"- {_ago(now_ts - obs.ts)}: {obs.summary}" for obs in previous)
+        lines = "\n".join(f"- {_ago(now_ts - obs.ts)}: {trim(obs.summary, WINDOW_CHARS)}" for obs in previous)
     else:
         lines = "(none: this is the first observation)"
     if questions:

@@ -9,6 +9,7 @@ import pytest
 
 from agent.describe import (
     DESCRIBE_MAX_NEW_TOKENS,
+    WINDOW_CHARS,
     describe_prompt,
     describe_request,
     frame_to_image,
@@ -141,3 +142,10 @@ def test_a_garbled_answer_is_kept_unparsed_without_a_syntax_warning() -> None:
         description = parse_description("{'summary': 1if x}")
     assert not description.parsed and description.summary == "{'summary': 1if x}"
     assert not [w for w in caught if issubclass(w.category, SyntaxWarning)]
+
+
+def test_the_window_repeats_at_most_a_short_sentence_of_each_previous_answer() -> None:
+    rambling = Observation("cam", ts=100.0, summary="word " * 100)
+    prompt = describe_prompt([rambling], {}, now_ts=101.0)
+    line = next(line for line in prompt.splitlines() if line.startswith("- 1 s ago: "))
+    assert len(line) == len("- 1 s ago: ") + WINDOW_CHARS and line.endswith("…")
