@@ -101,7 +101,9 @@ class Settings(BaseSettings):
     deadline_s: Seconds = Field(default=30.0, gt=0, description="drop a frame not answered by then")
     reconnect_max_s: Seconds = Field(default=30.0, gt=0, description="cap on reconnect backoff")
     thumb_side: int = Field(default=320, ge=32, description="longest side of stored thumbnails")
-    pipeline_depth: int = Field(default=4, ge=1, description="requests in flight per file source")
+    pipeline_depth: int = Field(
+        default=8, ge=1, description="requests in flight per file source (default: a full batch)"
+    )
     frame_interval_s: Seconds | None = Field(default=None, gt=0, description="image folder spacing (every_s)")
     stream_timeout_s: Seconds = Field(default=10.0, gt=0, description="open/read timeout for stream URLs")
     stream_give_up_s: Seconds = Field(
