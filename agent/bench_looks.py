@@ -194,7 +194,8 @@ def bench_streams(
     results = []
     for count in counts:
         progress(f"{count} stream(s): warm-up, then {rounds} looks each")
-        warm_batches(backend, look_request(images[0], new_tokens), count)
+        with Engine(backend, batch_size=count, batch_wait_ms=batch_wait_ms) as warm:
+            warm_batches(warm, look_request(images[0], new_tokens), count)
         requests = [
             [look_request(images[(index + turn) % len(images)], new_tokens) for turn in range(rounds)]
             for index in range(count)
