@@ -8,7 +8,7 @@ Every source yields :class:`Frame`s (BGR arrays with their time) from ``frames(s
   watch start plus the position in the file (``video_t``).
 - **Recordings at an ``http(s)://`` URL** (a video file, an HLS playlist with an end) are
   watched like files, in video time, once: a URL is a recording when FFmpeg reports a finite
-  duration for it (:func:`is_recording`).
+  duration for it (:func:`open_recording`).
 - **Live sources** (webcam index, ``rtsp://``, ``http(s)://`` MJPEG or live HLS, ...) have a reader
   thread that reads continuously and keeps only the newest frame, so analysis never works
   on stale buffered frames. A failed read or connection is retried with exponential backoff
@@ -47,6 +47,9 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 URL_SCHEME = re.compile(r"^(rtsps?|rtmps?|https?|udp|tcp|srt)://", re.IGNORECASE)
 HTTP_SCHEME = re.compile(r"^https?://", re.IGNORECASE)
 FIRST_BACKOFF_S = 0.5
+
+OpenVideo = tuple[cv2.VideoCapture, float | None, float | None]
+"""An open capture, its frame rate and its duration in seconds (None when unknown)."""
 
 
 @dataclass(frozen=True)
@@ -119,12 +122,13 @@ class VideoFileSource:
         name: str,
         every_s: float,
         start_ts: float,
-        timeout_s: float | None = None,
+        opened: OpenVideo | None = None,
     ) -> None:
+        """``opened``: the capture :func:`open_video` already opened for ``path`` (else opened here)."""
         self.name, self.path, self.every_s, self.start_ts = name, path, every_s, start_ts
         self.unreadable = 0
         self.video_s = 0.0
-        self._cap, self.fps, self.duration_s = open_video(path, timeout_s)
+        self._cap, self.fps, self.duration_s = opened or open_video(path)
 
     def _position(self, index: int) -> float:
         if self.fps:
@@ -367,11 +371,10 @@ def open_source(
     For streams, ``reconnect_max_s``, ``timeout_s`` and ``give_up_s`` are the settings
     ``reconnect_max_s``, ``stream_timeout_s`` and ``stream_give_up_s`` (see :class:`LiveSource`).
     """
-    if is_recording(spec, timeout_s):
+    recording = open_recording(spec, timeout_s)
+    if recording is not None:
         log.info("%s is a recording: watched in video time, once", spec)
-        return VideoFileSource(
-            spec.strip(), name=spec, every_s=every_s, start_ts=start_ts, timeout_s=timeout_s
-        )
+        return VideoFileSource(spec.strip(), name=spec, every_s=every_s, start_ts=start_ts, opened=recording)
     if is_live(spec):
         return LiveSource(
             spec,
@@ -388,20 +391,23 @@ def open_source(
     return VideoFileSource(path, name=spec, every_s=every_s, start_ts=start_ts)
 
 
-def is_recording(spec: str, timeout_s: float = 10.0) -> bool:
-    """Whether ``spec`` is an http(s) URL of a recording: it opens and has a finite duration.
+def open_recording(spec: str, timeout_s: float = 10.0) -> OpenVideo | None:
+    """The open capture of an http(s) URL of a recording (it has a finite duration), else None.
 
-    A video file or an HLS playlist with an end has one; MJPEG and live HLS do not, and neither
-    does a URL that does not answer (it is watched as a live source, which retries).
+    A video file or an HLS playlist with an end has a duration; MJPEG and live HLS do not, and
+    a URL that does not answer is no recording either (it is watched as a live source, which
+    retries).
     """
     if not HTTP_SCHEME.match(spec.strip()):
-        return False
+        return None
     try:
-        cap, _, duration = open_video(spec.strip(), timeout_s)
+        opened = open_video(spec.strip(), timeout_s)
     except ScenewatchError:
-        return False
-    cap.release()
-    return duration is not None
+        return None
+    if opened[2] is None:
+        opened[0].release()
+        return None
+    return opened
 
 
 def local_path(spec: str) -> Path:
@@ -450,11 +456,12 @@ def grab_frame(
     if is_live(source):
         if at_s is None:
             return _grab_live(source.strip(), timeout_s)
-        if not is_recording(source, timeout_s):
+        recording = open_recording(source, timeout_s)
+        if recording is None:
             raise ScenewatchError(
                 f"{source} is a live source: it has no frame at {at_s:g} s, only the newest"
             )
-        return _grab_file(source.strip(), at_s, timeout_s)
+        return _grab_at(source, recording, at_s)
     if at_s is not None and at_s < 0:
         raise ScenewatchError(f"a time in a video cannot be negative: {at_s:g} s")
     path = local_path(source)
@@ -469,7 +476,7 @@ def grab_frame(
         if image is None:
             raise ScenewatchError(f"cannot read image {files[index]}")
         return image
-    return _grab_file(path, at_s or 0.0)
+    return _grab_at(path, open_video(path), at_s or 0.0)
 
 
 def _grab_live(source: str, timeout_s: float) -> np.ndarray:
@@ -490,9 +497,7 @@ def _grab_live(source: str, timeout_s: float) -> np.ndarray:
     return image
 
 
-def open_video(
-    path: Path | str, timeout_s: float | None = None
-) -> tuple[cv2.VideoCapture, float | None, float | None]:
+def open_video(path: Path | str, timeout_s: float | None = None) -> OpenVideo:
     """An open capture of a video file or URL, its frame rate and duration (None when unknown).
 
     ``timeout_s`` bounds opening and each read (for URLs).
@@ -507,8 +512,9 @@ def open_video(
     return cap, fps, count / fps if fps and count > 0 else None
 
 
-def _grab_file(path: Path | str, at_s: float, timeout_s: float | None = None) -> np.ndarray:
-    cap, _, duration = open_video(path, timeout_s)
+def _grab_at(path: Path | str, opened: OpenVideo, at_s: float) -> np.ndarray:
+    """The frame at ``at_s`` seconds of the video ``opened`` from ``path``; the capture is released."""
+    cap, _, duration = opened
     try:
         if duration is not None and at_s > duration:
             raise ScenewatchError(f"{path} is {duration:.1f} s long: no frame at {at_s:g} s")

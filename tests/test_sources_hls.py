@@ -34,7 +34,7 @@ from agent.clips import Appearance, write_clip
 from agent.config import Settings
 from agent.engine import Engine
 from agent.errors import ScenewatchError
-from agent.sources import grab_frame, is_recording, probe_source
+from agent.sources import grab_frame, open_recording, probe_source
 from agent.watch import WatchSummary, run_watch
 from memory.store import Observation, Store
 from tools.vision.base import VisionRequest
@@ -123,6 +123,14 @@ class _HlsHandler(SimpleHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def is_recording(url: str, timeout_s: float = 10.0) -> bool:
+    """Whether :func:`open_recording` takes ``url`` for a recording (its capture released)."""
+    opened = open_recording(url, timeout_s)
+    if opened is not None:
+        opened[0].release()
+    return opened is not None
 
 
 def box_at_centre(rgb: np.ndarray) -> bool:
