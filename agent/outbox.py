@@ -187,6 +187,10 @@ class Outbox:
             "SELECT MIN(MAX(next_at, COALESCE(lease_until, 0))) FROM outbox WHERE delivered_at IS NULL"
         )[0][0]
 
+    def sources(self) -> list[str]:
+        """The sources of recorded events (kept when their observations are pruned)."""
+        return [row[0] for row in self.store.execute("SELECT DISTINCT source FROM events ORDER BY source")]
+
     def pending(self) -> int:
         return int(self.store.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")[0][0])
 

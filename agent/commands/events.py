@@ -16,15 +16,9 @@ from agent.errors import ScenewatchError
 from agent.outbox import DeliveryWorker, Outbox
 from agent.rules import RuleSet, format_seconds, load_rules
 from agent.sinks import SEVERITY_STYLES, Sender
-from memory.store import Store
 
 events_app = typer.Typer(help="Events raised by rules; deliver what is still in the outbox.")
 rules_app = typer.Typer(help="Rules files: named watch questions, predicates, sinks.", no_args_is_help=True)
-
-
-def _event_sources(store: Store) -> list[str]:
-    """Sources of recorded events (kept when their observations are pruned)."""
-    return [row[0] for row in store.execute("SELECT DISTINCT source FROM events")]
 
 
 def _delivery_status(deliveries: list[dict[str, Any]]) -> str:
@@ -55,7 +49,7 @@ def list_events(
     start = parse_since(since) if since else None
     with existing_store(settings(db=db)) as store:
         outbox = Outbox(store)
-        source = resolve_source(store, source, also=_event_sources(store))
+        source = resolve_source(store, source, also=outbox.sources())
         found = outbox.events(since=start, rule=rule, source=source, limit=limit)
     if as_json:
         typer.echo(json.dumps(found, ensure_ascii=False))
