@@ -14,11 +14,11 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 from typer.testing import CliRunner
 
 from agent.cli import app
-from agent.commands.common import resolve_source
 from agent.config import load_settings
 from agent.durations import clock
 from agent.errors import ScenewatchError
 from agent.outbox import NewEvent, Outbox
+from agent.sources import resolve_source
 from memory.episodes import EpisodeTracker
 from memory.store import Observation, Store
 
@@ -141,3 +141,11 @@ def test_ask_takes_a_source_the_look_tool_can_read_without_a_watch(store: Store,
     assert _topic(settings, "rtsp://cam/9") == "rtsp://cam/9"
     with pytest.raises(ScenewatchError, match=r"no source nonexist\.mp4"):
         _topic(settings, "nonexist.mp4")
+
+
+def test_the_agents_tools_read_a_source_as_the_cli_does(store: Store, tmp_path: Path) -> None:
+    from tools.look import tool_source
+
+    assert tool_source(store, "shop.mp4", None) == str(tmp_path / "clips" / "shop.mp4")
+    assert tool_source(store, None, "rtsp://cam/1") == "rtsp://cam/1"
+    assert tool_source(store, "missing.mp4", None) == "missing.mp4"  # grabbing it says what is wrong

@@ -17,7 +17,7 @@ from agent.config import Settings
 from agent.errors import ScenewatchError
 from memory.store import Observation, Store
 from prompts import render_prompt
-from tools.look import grab, is_file_source, resolve_source
+from tools.look import grab, is_file_source, tool_source
 from tools.timeline import cite, parse_when
 from tools.vision.base import VisionBackend, VisionRequest
 from tools.vision.images import load_image
@@ -99,7 +99,7 @@ def make_compare_tool(
     def compare(source: str | None = None, since: str | None = None) -> str:
         """Say what changed: compare the current frame of a source with the last analysed
         frame (or the one analysed at a given time) and describe what appeared, left or moved."""
-        name = resolve_source(store, source, default_source)
+        name = tool_source(store, source, default_source)
         image, when, current = current_frame(store, name, settings.max_side)
         previous = previous_observation(store, name, since, current)
         prompt = render_prompt(

@@ -14,7 +14,7 @@ from agent.config import Settings
 from agent.describe import frame_to_image
 from agent.durations import clock, video_position
 from agent.errors import ScenewatchError
-from agent.sources import grab_frame
+from agent.sources import grab_frame, readable_source
 from memory.store import Store
 from prompts import load_prompt
 from tools.vision.base import VisionBackend, VisionRequest
@@ -22,10 +22,15 @@ from tools.vision.base import VisionBackend, VisionRequest
 log = logging.getLogger(__name__)
 
 
-def resolve_source(store: Store, source: str | None, default: str | None) -> str:
-    """The source a tool works on: the one named, the one being discussed, or the last one watched."""
+def tool_source(store: Store, source: str | None, default: str | None) -> str:
+    """The source a tool works on: the one named (as :func:`~agent.sources.readable_source` reads
+    it: ``shop.mp4`` finds the watched ``/videos/shop.mp4``), the one being discussed, or the last
+    one watched."""
     if source:
-        return source
+        try:
+            return readable_source(store, source)
+        except ScenewatchError:
+            return source  # reading it says what is wrong
     if default:
         return default
     latest = store.recent(None, 1)
@@ -75,7 +80,7 @@ def make_look_tool(
         """Look at the camera now: grab the newest frame of a live source (or the frame at a
         time in a video file) and ask the vision model a question about it. Use it for
         anything about the present moment."""
-        name = resolve_source(store, source, default_source)
+        name = tool_source(store, source, default_source)
         image, when = grab(store, name, settings.max_side, at_s)
         result = engine.generate([VisionRequest.ask(question or load_prompt("look"), [image])])[0]
         log.debug("look at %s (%s): %s", name, when, result.text)

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.prompt import Prompt
 
-from agent.commands.common import DbOption, console, err_console, existing_store, resolve_source, settings
+from agent.commands.common import DbOption, console, err_console, existing_store, settings
 from agent.config import Settings
 from agent.errors import ScenewatchError
-from agent.sources import is_live
+from agent.sources import readable_source
 
 if TYPE_CHECKING:
     from agent.assistant import Assistant
@@ -77,22 +77,10 @@ def _topic(cfg: Settings, given: str | None) -> str | None:
     can read without a watch (a stream URL, a webcam, an existing file or folder)."""
     if not given:
         return None
-    readable = given if is_live(given) else _existing_path(given)
-    if not cfg.db_path.is_file() and readable is not None:
-        return readable
+    if not cfg.db_path.is_file():
+        return readable_source(None, given)
     with existing_store(cfg) as store:
-        try:
-            return resolve_source(store, given)
-        except ScenewatchError:
-            if readable is None:
-                raise
-            return readable
-
-
-def _existing_path(given: str) -> str | None:
-    """The absolute path of an existing local file or folder, else None."""
-    path = Path(given).expanduser()
-    return str(path.resolve()) if path.exists() else None
+        return readable_source(store, given)
 
 
 def ask(

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,7 +15,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from agent.config import Settings, load_settings
 from agent.errors import ScenewatchError
-from agent.sources import is_live
 from memory.store import Store
 
 console = Console()
@@ -47,47 +45,6 @@ def existing_store(cfg: Settings) -> Iterator[Store]:
         yield store
     finally:
         store.close()
-
-
-def resolve_source(store: Store, given: str | None, *, also: Iterable[str] = ()) -> str | None:
-    """The stored source that ``--source given`` means (None: every source).
-
-    An exact stored name wins, then ``given`` as an absolute path, then the one stored file or folder
-    whose path ends with ``given`` (its base name, say). None or several: a ScenewatchError.
-    ``also``: names known besides those of the observations (the sources of events).
-    """
-    if not given:
-        return None
-    known = sorted({*store.sources(), *also})
-    absolute = str(Path(given).expanduser().resolve())
-    for name in (given, absolute):
-        if name in known:
-            return name
-    matches = [name for name in known if _same_path(given, absolute, name)]
-    if len(matches) > 1:
-        raise ScenewatchError(f"--source {given} could be any of: {', '.join(matches)} (name one in full)")
-    if not matches:
-        raise ScenewatchError(f"no source {given} in {store.path} (sources: {', '.join(known) or 'none'})")
-    return matches[0]
-
-
-def _same_path(given: str, absolute: str, stored: str) -> bool:
-    """``stored`` ends with ``given``, or (a relative path of an older database) ``absolute`` ends
-    with ``stored``. URLs and webcam indexes only ever match exactly."""
-    if is_live(given) or is_live(stored):
-        return False
-    stored_parts = _parts(stored)
-    if _ends_with(stored_parts, _parts(given)):
-        return True
-    return not PurePath(stored).is_absolute() and _ends_with(_parts(absolute), stored_parts)
-
-
-def _parts(path: str) -> tuple[str, ...]:
-    return PurePath(os.path.normpath(os.path.expanduser(path))).parts
-
-
-def _ends_with(parts: tuple[str, ...], tail: tuple[str, ...]) -> bool:
-    return 0 < len(tail) <= len(parts) and parts[-len(tail) :] == tail
 
 
 def progress_bar() -> Progress:

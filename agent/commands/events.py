@@ -10,12 +10,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agent.commands.common import DbOption, console, existing_store, resolve_source, settings
+from agent.commands.common import DbOption, console, existing_store, settings
 from agent.durations import clock, parse_since
 from agent.errors import ScenewatchError
 from agent.outbox import DeliveryWorker, Outbox
 from agent.rules import RuleSet, format_seconds, load_rules
 from agent.sinks import SEVERITY_STYLES, Sender
+from agent.sources import resolve_source
 
 events_app = typer.Typer(help="Events raised by rules; deliver what is still in the outbox.")
 rules_app = typer.Typer(help="Rules files: named watch questions, predicates, sinks.", no_args_is_help=True)

@@ -19,12 +19,12 @@ from agent.commands.common import (
     err_console,
     existing_store,
     progress_bar,
-    resolve_source,
     settings,
 )
 from agent.config import Settings
 from agent.durations import clock, parse_duration, parse_since, video_position
 from agent.errors import ScenewatchError
+from agent.sources import resolve_source
 from memory.episodes import EPISODES_SCHEMA, format_duration, timeline
 from memory.store import Store
 from memory.vectors import folder_bytes, open_vectors
