@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -44,7 +43,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from agent.config import Settings
-from agent.durations import clock
+from agent.durations import clock, current_time
 from agent.engine import Engine
 from agent.errors import ScenewatchError
 from memory.store import Observation, Store
@@ -72,7 +71,7 @@ class ObservationContext:
 
     def for_question(self, question: str) -> str:
         """The context block for ``question`` (read fresh: the watch may still be adding)."""
-        lines = [f"Local time now: {clock(time.time())}."]
+        lines = [f"Local time now: {clock(current_time())}."]
         sources = self.store.sources()
         lines.append(f"Sources with observations: {', '.join(sources) if sources else 'none'}.")
         if self.source:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from agent.errors import ScenewatchError
@@ -14,6 +15,22 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _PART = re.compile(rf"({_NUMBER})\s*([a-z]*)")
 _DURATION = re.compile(rf"(?:{_NUMBER}\s*[a-z]*\s*)+")
 _EPOCH_MIN = 1e8  # a bare number this large is a timestamp (1973 on), not a number of seconds
+
+_clock: Callable[[], float] = time.time
+
+
+def current_time() -> float:
+    """The current time in epoch seconds: what "10m ago", "today" and "now" are counted from.
+
+    The wall clock, unless :func:`use_clock` put another in its place (tests fix the time of day).
+    """
+    return _clock()
+
+
+def use_clock(clock: Callable[[], float] | None) -> None:
+    """Count "now" from ``clock`` (a function returning epoch seconds); None: the wall clock again."""
+    global _clock
+    _clock = clock or time.time
 
 
 def parse_duration(text: str | float) -> float:
@@ -49,7 +66,7 @@ def parse_since(text: str, *, now: float | None = None) -> float:
     if number is not None and number >= _EPOCH_MIN:
         return number
     if _DURATION.fullmatch(cleaned):
-        return (time.time() if now is None else now) - parse_duration(cleaned)
+        return (current_time() if now is None else now) - parse_duration(cleaned)
     try:
         return datetime.fromisoformat(text.strip()).timestamp()
     except ValueError:
@@ -60,7 +77,7 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 def clock_format(ts: float, *, now: float | None = None) -> str:
     """``strftime`` format for ``ts``: the time alone today, with the date on another day."""
-    today = datetime.fromtimestamp(time.time() if now is None else now).date()
+    today = datetime.fromtimestamp(current_time() if now is None else now).date()
     return "%H:%M:%S" if datetime.fromtimestamp(ts).date() == today else "%Y-%m-%d %H:%M:%S"
 
 

@@ -46,6 +46,7 @@ import numpy as np
 
 from agent.config import Settings
 from agent.describe import DESCRIBE_MAX_NEW_TOKENS, describe_request, parse_description
+from agent.durations import current_time
 from agent.engine import DeadlineExceeded, Engine, EngineClosed
 from agent.errors import ScenewatchError
 from agent.gate import ChangeGate
@@ -390,7 +391,7 @@ def run_watch(
     """
     stop = stop or threading.Event()
     names = _unique_names(sources)
-    started, start_ts = time.monotonic(), time.time()
+    started, start_ts = time.monotonic(), current_time()
     opened: list[FrameSource] = []
     jsonl_file: IO[str] | None = None
     try:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import FROZEN_NOW
 
 from agent.clips import Appearance, write_clip
+from agent.durations import use_clock
 
 
 @pytest.fixture(autouse=True)
@@ -17,6 +20,14 @@ def scratch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SCENEWATCH_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[float]:
+    """scenewatch's "now" fixed at :data:`FROZEN_NOW`, whatever the hour or the time zone."""
+    use_clock(lambda: FROZEN_NOW)
+    yield FROZEN_NOW
+    use_clock(None)
 
 
 @pytest.fixture(scope="session")

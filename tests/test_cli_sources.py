@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
-from datetime import date, datetime
-from datetime import time as day_time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from helpers import FROZEN_NOW
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from typer.testing import CliRunner
 
@@ -23,13 +22,13 @@ from memory.episodes import EpisodeTracker
 from memory.store import Observation, Store
 
 runner = CliRunner()
-NOW = time.time()
-NOON = datetime.combine(date.today(), day_time(12)).timestamp()  # maybe ahead of now: still shown
-YESTERDAY = NOON - 86400
+NOW = FROZEN_NOW  # every test here runs on the frozen clock (the store fixture asks for it)
+TODAY = NOW - 120  # within the default --since 10m
+YESTERDAY = TODAY - 86400
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, frozen_clock: float) -> Iterator[Store]:
     """Observations of a file stored absolute, one stored relative (an older database), a stream,
     two files of one name; an event today, one yesterday, one of a source whose rows were pruned."""
     monkeypatch.chdir(tmp_path)
@@ -44,7 +43,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
         store.add(obs)
         tracker.on_observation(obs)
     tracker.close()
-    events = [(NOON, str(clip), "today"), (YESTERDAY, str(clip), "before"), (NOW - 40, "gone.mp4", "pruned")]
+    events = [(TODAY, str(clip), "today"), (YESTERDAY, str(clip), "before"), (NOW - 40, "gone.mp4", "pruned")]
     Outbox(store).record([NewEvent(ts, source, "door", "rule", "info", text) for ts, source, text in events])
     yield store
     store.close()
@@ -116,7 +115,8 @@ def test_times_show_the_date_only_on_another_day(store: Store) -> None:
     for command in (["events"], ["timeline", "--since", "2d"]):
         result = runner.invoke(app, [*command, "--source", "shop.mp4"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
-        assert clock(NOON) in result.output and f"{date.today()} 12:00:00" not in result.output
+        today = f"{datetime.fromtimestamp(TODAY):%Y-%m-%d}"
+        assert clock(TODAY) in result.output and today not in result.output
         assert f"{datetime.fromtimestamp(YESTERDAY):%Y-%m-%d %H:%M:%S}" in result.output
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from langchain_core.tools import BaseTool, tool
@@ -12,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from agent.config import Settings
 from agent.describe import frame_to_image
-from agent.durations import clock, video_position
+from agent.durations import clock, current_time, video_position
 from agent.errors import ScenewatchError
 from agent.sources import grab_frame, readable_source
 from memory.store import Store
@@ -55,7 +54,7 @@ def grab(store: Store, source: str, max_side: int, at_s: float | None = None) ->
     if is_file_source(source):
         position = file_position(store, source) if at_s is None else at_s
         return frame_to_image(grab_frame(source, position), max_side), f"video {video_position(position)}"
-    return frame_to_image(grab_frame(source), max_side), f"now, {clock(time.time())}"
+    return frame_to_image(grab_frame(source), max_side), f"now, {clock(current_time())}"
 
 
 class LookArgs(BaseModel):

@@ -8,14 +8,13 @@ sources (``14:03:05 (video 0:05.0)``).
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime
 from typing import Protocol
 
 from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, Field
 
-from agent.durations import clock, clock_format, parse_since, video_position
+from agent.durations import clock, clock_format, current_time, parse_since, video_position
 from agent.errors import ScenewatchError
 from memory.episodes import TimelineEntry, timeline
 from memory.narrative import log_line
@@ -44,7 +43,7 @@ def parse_when(text: str, *, now: float | None = None) -> float:
     match = _CLOCK.fullmatch(text.strip())
     if match:
         hour, minute, second = (int(group or 0) for group in match.groups())
-        base = datetime.fromtimestamp(time.time() if now is None else now)
+        base = datetime.fromtimestamp(current_time() if now is None else now)
         try:
             return base.replace(hour=hour, minute=minute, second=second, microsecond=0).timestamp()
         except ValueError:

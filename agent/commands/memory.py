@@ -22,7 +22,7 @@ from agent.commands.common import (
     settings,
 )
 from agent.config import Settings
-from agent.durations import clock, parse_duration, parse_since, video_position
+from agent.durations import clock, current_time, parse_duration, parse_since, video_position
 from agent.errors import ScenewatchError
 from agent.sources import resolve_source
 from memory.episodes import EPISODES_SCHEMA, format_duration, timeline
@@ -249,7 +249,7 @@ def prune_command(
     from memory.prune import count_older, prune
 
     cfg = settings(db=db)
-    cutoff = time.time() - parse_duration(older_than)
+    cutoff = current_time() - parse_duration(older_than)
     with existing_store(cfg) as store:
         doomed = count_older(store, cutoff)
         if not doomed:
