@@ -6,9 +6,6 @@ the summaries mean the same (cosine similarity of their MiniLM embeddings at lea
 the representative whose summary and thumbnail stand for the episode, so slow drift still ends an
 episode. An unparsed answer has no count or answers to compare: its text is compared instead. A
 silence longer than ``settings.episode_gap_s`` also starts a new episode.
-
-The timeline (:func:`timeline`) lists episodes and, when the rules engine's ``events`` table
-exists, the events of a time range.
 """
 
 from __future__ import annotations
@@ -17,14 +14,15 @@ import difflib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from agent.config import Settings
-from memory.store import Observation, Store
-from memory.vectors import MemoryEmbeddings, changes_text, range_sql
+from agent.core.config import Settings
+from memory.embeddings import MemoryEmbeddings
+from memory.observation import Observation
+from memory.store import Store, range_sql
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +97,7 @@ class _Open:
 
 
 class EpisodeTracker:
-    """An :class:`~agent.listeners.ObservationListener` that assigns each observation its episode.
+    """An :class:`~agent.pipeline.listeners.ObservationListener` that assigns each observation its episode.
 
     Run it first among the listeners: it sets ``obs.episode_id`` (and stores it) for the ones after.
     It embeds one summary per observation (a few milliseconds) and holds one open episode per source.
@@ -217,78 +215,27 @@ def episodes_between(
     return [_row_to_episode(row) for row in rows]
 
 
-@dataclass(frozen=True)
-class TimelineEntry:
-    """One line of a timeline: an episode (a span) or an event (an instant)."""
-
-    kind: Literal["episode", "event"]
-    source: str
-    start: float
-    end: float
-    text: str
-    detail: str = ""
-    observations: int = 0
-    changes: str = ""
-
-    @property
-    def duration_s(self) -> float:
-        return self.end - self.start
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "duration_s": self.duration_s}
+def episode_counts(store: Store) -> tuple[int, int]:
+    """How many episodes there are, and how many of them are still open."""
+    store.ensure_schema(EPISODES_SCHEMA)
+    total, still_open = store.execute("SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT closed) FROM episodes")[0]
+    return int(total), int(still_open)
 
 
-def timeline(
-    store: Store,
-    since: float | None = None,
-    until: float | None = None,
-    source: str | None = None,
-    limit: int | None = None,
-) -> list[TimelineEntry]:
-    """Episodes and events (when an ``events`` table exists) of the range, in time order."""
-    entries = [_episode_entry(ep) for ep in episodes_between(store, since, until, source, limit)]
-    if store.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"):
-        clauses, params = range_sql("ts", "ts", since, until, source)
-        tail = f" LIMIT {int(limit)}" if limit is not None else ""
-        rows = store.execute(
-            f"SELECT ts, source, rule, kind, severity, message FROM events WHERE {clauses} ORDER BY ts{tail}",
-            params,
-        )
-        entries += [_event_entry(row) for row in rows]
-    entries.sort(key=lambda entry: (entry.start, entry.kind != "episode"))
-    return entries[:limit] if limit is not None else entries
-
-
-def _episode_entry(episode: Episode) -> TimelineEntry:
-    state = [] if episode.people is None else [f"people {episode.people}"]
-    state += [f"{name} {'yes' if value else 'no'}" for name, value in episode.answers.items()]
-    return TimelineEntry(
-        "episode",
-        episode.source,
-        episode.start_ts,
-        episode.end_ts,
-        episode.summary,
-        ", ".join(state),
-        episode.observations,
-        changes_text(episode.changes),
+def prune_episodes(store: Store, cutoff: float) -> int:
+    """Remove the episodes that ended before ``cutoff`` (their observations are gone); those that began
+    before it now start at their first remaining observation. Returns how many were removed."""
+    store.ensure_schema(EPISODES_SCHEMA)
+    removed = len(store.execute("DELETE FROM episodes WHERE end_ts < ? RETURNING id", (cutoff,)))
+    store.execute(
+        """
+        UPDATE episodes SET
+            start_ts = (SELECT MIN(ts) FROM observations WHERE episode_id = episodes.id),
+            observations = (SELECT COUNT(*) FROM observations WHERE episode_id = episodes.id),
+            first_observation = (SELECT id FROM observations WHERE episode_id = episodes.id ORDER BY ts, id),
+            thumb_path = (SELECT thumb_path FROM observations WHERE episode_id = episodes.id ORDER BY ts, id)
+        WHERE start_ts < ? AND EXISTS (SELECT 1 FROM observations WHERE episode_id = episodes.id)
+        """,
+        (cutoff,),
     )
-
-
-def _event_entry(row: Any) -> TimelineEntry:
-    detail = f"{row['rule']} ({row['kind']}, {row['severity']})"
-    return TimelineEntry("event", row["source"], row["ts"], row["ts"], row["message"], detail)
-
-
-def format_duration(seconds: float) -> str:
-    """``45s``, ``3m 20s``, ``2h 05m``, ``3d 4h``."""
-    seconds = max(0, round(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
+    return removed

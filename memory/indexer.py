@@ -17,9 +17,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from agent.config import Settings
-from agent.errors import ScenewatchError
-from memory.store import Observation, Store
+from agent.core.config import Settings
+from agent.core.errors import ScenewatchError
+from memory.observation import Observation
+from memory.store import Store
 from memory.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ _MAX_BACKOFF_S = 30.0
 
 
 class Indexer:
-    """An :class:`~agent.listeners.ObservationListener` that indexes observations in the background.
+    """An :class:`~agent.pipeline.listeners.ObservationListener` that indexes observations in the background.
 
     ``index`` defaults to a writer :class:`VectorIndex` of its own (closed with the indexer);
     ``workers`` defaults to the number of cores, at most 2. ``close()`` writes what is queued and
@@ -150,11 +151,6 @@ class Indexer:
             self._stopping.wait(self._backoff_s)
 
 
-def unindexed_count(store: Store) -> int:
-    """Committed observations not yet in the index (:meth:`Store.unindexed_count`)."""
-    return store.unindexed_count()
-
-
 def index_all(
     store: Store,
     settings: Settings,
@@ -163,10 +159,10 @@ def index_all(
     poll_s: float = 0.2,
 ) -> int:
     """Index every ``indexed = 0`` row with the indexer's workers and wait; ``progress(done)`` meanwhile."""
-    total = unindexed_count(store)
+    total = store.unindexed_count()
     indexer = Indexer(store, settings, index=index)
     try:
-        while left := unindexed_count(store):
+        while left := store.unindexed_count():
             if indexer.last_error is not None:
                 raise ScenewatchError(f"indexing failed: {indexer.last_error}")
             if progress is not None:
@@ -177,3 +173,11 @@ def index_all(
     if progress is not None:
         progress(total)
     return total
+
+
+def reindex(index: VectorIndex, progress: Callable[[int], None] | None = None) -> int:
+    """Rebuild ``index`` from SQLite (the truth): drop every vector, then index every observation
+    again with the indexer's workers; ``progress(done)`` as it goes. Returns how many were indexed."""
+    index.clear()
+    index.store.mark_all_unindexed()
+    return index_all(index.store, index.settings, index, progress)

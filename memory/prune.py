@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from memory.episodes import EPISODES_SCHEMA
+from memory.episodes import prune_episodes
 from memory.store import Store
 from memory.vectors import VectorIndex
 
@@ -35,7 +35,7 @@ class PruneResult:
 
 def count_older(store: Store, cutoff: float) -> int:
     """Observations older than ``cutoff`` (epoch seconds)."""
-    return int(store.execute("SELECT COUNT(*) FROM observations WHERE ts < ?", (cutoff,))[0][0])
+    return store.count_older_than(cutoff)
 
 
 def prune(
@@ -51,28 +51,20 @@ def prune(
 
     Only thumbnails inside ``thumbs_dir`` are deleted (a stored path never reaches other files).
     """
-    store.ensure_schema(EPISODES_SCHEMA)
     result = PruneResult()
     root = thumbs_dir.resolve()
-    while True:
-        rows = store.execute(
-            "SELECT id, thumb_path, indexed FROM observations WHERE ts < ? ORDER BY id LIMIT ?",
-            (cutoff, batch),
-        )
-        if not rows:
-            break
-        ids = [row["id"] for row in rows]
+    while rows := store.older_than(cutoff, batch):
+        ids = [row_id for row_id, _, _ in rows]
         index.delete(ids)
-        result.vectors += sum(1 for row in rows if row["indexed"])
-        for row in rows:
-            if row["thumb_path"] and _remove_thumbnail(Path(row["thumb_path"]), root):
+        result.vectors += sum(1 for _, _, indexed in rows if indexed)
+        for _, thumb, _ in rows:
+            if thumb and _remove_thumbnail(Path(thumb), root):
                 result.thumbnails += 1
-        store.execute(f"DELETE FROM observations WHERE id IN ({', '.join('?' * len(ids))})", ids)
+        store.delete(ids)
         result.observations += len(ids)
         if progress is not None:
             progress(len(ids))
-    result.episodes = len(store.execute("DELETE FROM episodes WHERE end_ts < ? RETURNING id", (cutoff,)))
-    _refresh_straddling(store, cutoff)
+    result.episodes = prune_episodes(store, cutoff)
     return result
 
 
@@ -86,18 +78,3 @@ def _remove_thumbnail(path: Path, root: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def _refresh_straddling(store: Store, cutoff: float) -> None:
-    """Episodes that began before the cutoff now start at their first remaining observation."""
-    store.execute(
-        """
-        UPDATE episodes SET
-            start_ts = (SELECT MIN(ts) FROM observations WHERE episode_id = episodes.id),
-            observations = (SELECT COUNT(*) FROM observations WHERE episode_id = episodes.id),
-            first_observation = (SELECT id FROM observations WHERE episode_id = episodes.id ORDER BY ts, id),
-            thumb_path = (SELECT thumb_path FROM observations WHERE episode_id = episodes.id ORDER BY ts, id)
-        WHERE start_ts < ? AND EXISTS (SELECT 1 FROM observations WHERE episode_id = episodes.id)
-        """,
-        (cutoff,),
-    )

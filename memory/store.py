@@ -12,11 +12,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ScenewatchError
+from agent.core.errors import ScenewatchError
+from memory.observation import Observation
 
 OBSERVATIONS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS observations (
@@ -43,33 +43,6 @@ CREATE INDEX IF NOT EXISTS observations_source_ts ON observations (source, ts);
 CREATE INDEX IF NOT EXISTS observations_ts ON observations (ts);
 CREATE INDEX IF NOT EXISTS observations_unindexed ON observations (indexed) WHERE indexed = 0;
 """
-
-
-@dataclass
-class Observation:
-    """What the model said about one analysed frame of one source."""
-
-    source: str
-    ts: float
-    summary: str = ""
-    raw: str = ""
-    parsed: bool = True
-    video_t: float | None = None
-    people: int | None = None
-    objects: list[str] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-    changes: str = ""
-    answers: dict[str, bool] = field(default_factory=dict)
-    gate_score: float | None = None
-    latency_ms: float | None = None
-    thumb_path: str | None = None
-    model: str = ""
-    episode_id: int | None = None
-    id: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 _COLUMNS = (
@@ -238,6 +211,57 @@ class Store:
     def set_episode(self, observation_id: int, episode_id: int) -> None:
         self.execute("UPDATE observations SET episode_id = ? WHERE id = ?", (episode_id, observation_id))
 
+    def previous(self, source: str, before_id: int | None) -> Observation | None:
+        """The source's observation committed just before ``before_id`` (its latest when None)."""
+        rows = self.execute(
+            "SELECT * FROM observations WHERE source = ? AND id < ? ORDER BY id DESC LIMIT 1",
+            (source, before_id if before_id is not None else 2**62),
+        )
+        return _row_to_observation(rows[0]) if rows else None
+
+    def latest_at(self, source: str, ts: float) -> Observation | None:
+        """The source's last observation at or before time ``ts``."""
+        rows = self.execute(
+            "SELECT * FROM observations WHERE source = ? AND ts <= ? ORDER BY ts DESC, id DESC LIMIT 1",
+            (source, ts),
+        )
+        return _row_to_observation(rows[0]) if rows else None
+
+    def older_than(self, cutoff: float, limit: int) -> list[tuple[int, str | None, bool]]:
+        """``(id, thumb_path, indexed)`` of up to ``limit`` observations from before ``cutoff``, by id."""
+        rows = self.execute(
+            "SELECT id, thumb_path, indexed FROM observations WHERE ts < ? ORDER BY id LIMIT ?",
+            (cutoff, limit),
+        )
+        return [(row["id"], row["thumb_path"], bool(row["indexed"])) for row in rows]
+
+    def count_older_than(self, cutoff: float) -> int:
+        """How many observations are from before ``cutoff``."""
+        return int(self.execute("SELECT COUNT(*) FROM observations WHERE ts < ?", (cutoff,))[0][0])
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Remove observations by id (their vectors and thumbnails are the caller's: see memory.prune)."""
+        if ids:
+            self.execute(f"DELETE FROM observations WHERE id IN ({', '.join('?' * len(ids))})", list(ids))
+
+    def mark_all_unindexed(self) -> None:
+        """Every observation waits to be indexed again (a rebuild of the index)."""
+        self.execute("UPDATE observations SET indexed = 0 WHERE indexed != 0")
+
+    def totals(self) -> dict[str, Any]:
+        """``observations``, ``unindexed``, ``first_ts``, ``last_ts`` and ``sources`` (name -> count)."""
+        first, last, total, unindexed = self.execute(
+            "SELECT MIN(ts), MAX(ts), COUNT(*), COUNT(*) FILTER (WHERE indexed = 0) FROM observations"
+        )[0]
+        per_source = self.execute("SELECT source, COUNT(*) FROM observations GROUP BY source ORDER BY source")
+        return {
+            "observations": total,
+            "unindexed": unindexed,
+            "first_ts": first,
+            "last_ts": last,
+            "sources": {row[0]: row[1] for row in per_source},
+        }
+
     def count(self, source: str | None = None) -> int:
         if source is None:
             return int(self.execute("SELECT COUNT(*) FROM observations")[0][0])
@@ -250,3 +274,20 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def range_sql(
+    start: str, end: str, since: float | None, until: float | None, source: str | None
+) -> tuple[str, list[Any]]:
+    """A WHERE clause for rows whose span [``start``, ``end``] overlaps [since, until], of one source."""
+    clauses, params = ["1"], []
+    if since is not None:
+        clauses.append(f"{end} >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append(f"{start} <= ?")
+        params.append(until)
+    if source is not None:
+        clauses.append("source = ?")
+        params.append(source)
+    return " AND ".join(clauses), params

@@ -29,9 +29,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import cache, wraps
+from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 from urllib.parse import urlsplit
@@ -39,10 +39,11 @@ from urllib.parse import urlsplit
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from agent.config import Settings
-from agent.errors import ScenewatchError
-from memory.embeddings import minilm_embeddings
-from memory.store import Observation, Store
+from agent.core.config import Settings
+from agent.core.errors import ScenewatchError
+from memory.embeddings import MemoryEmbeddings
+from memory.observation import Observation, changes_text
+from memory.store import Store, range_sql
 
 if TYPE_CHECKING:
     from langchain_chroma import Chroma
@@ -56,8 +57,6 @@ WIDE_FRACTION = 0.2  # a shard this much in range is searched unfiltered, over-f
 OVERFETCH_MAX = 400
 _PREFIX = "observations-"
 _CONFIGURATION: Any = {"hnsw": {"space": "cosine"}}  # every shard: cosine distance
-_NO_CHANGE = {"", "none", "no change", "no changes", "nothing", "n/a"}
-
 Plan = Literal["auto", "where"]
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -76,12 +75,6 @@ class Recalled:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def changes_text(changes: str) -> str:
-    """The changes an observation reports, or "" when it says there were none."""
-    text = " ".join(changes.split())
-    return "" if text.lower().rstrip(".") in _NO_CHANGE else text
 
 
 def document_text(obs: Observation) -> str:
@@ -166,59 +159,6 @@ def _server_errors(
             ) from exc
 
     return wrapper
-
-
-class MemoryEmbeddings(Embeddings):
-    """MiniLM (``minilm_embeddings()``) as the memory uses it.
-
-    - loaded on first use (deleting or counting vectors needs no model);
-    - one torch thread per call: a query is as fast, and on a busy machine a second thread turns
-      a 10 ms embedding into 150 ms while it waits for a core; the indexer runs two workers instead;
-    - bf16 autocast on CPUs with native bf16 (``avx512_bf16``/``amx_bf16``): half the CPU time,
-      vectors within 0.99998 cosine of float32.
-    """
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        with _one_thread(), _autocast():
-            return minilm_embeddings().embed_documents(texts)
-
-    def embed_query(self, text: str) -> list[float]:
-        with _one_thread(), _autocast():
-            return minilm_embeddings().embed_query(text)
-
-
-@cache
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (Linux: the flags in /proc/cpuinfo)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-def _autocast() -> AbstractContextManager[Any]:
-    if not native_bf16():
-        return nullcontext()
-    import torch
-
-    return torch.autocast("cpu", dtype=torch.bfloat16)
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run the calling thread's torch work on one thread, then restore its setting."""
-    import torch
-
-    before = torch.get_num_threads()
-    if before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class VectorIndex:
@@ -342,15 +282,6 @@ class VectorIndex:
         for shard in self.shards():
             self._shard(shard).delete_collection()
         self._shards.clear()
-
-    def reindex(self, progress: Callable[[int], None] | None = None) -> int:
-        """Rebuild the index from SQLite (the truth): drop every vector, then index every observation
-        again with the background indexer's workers; ``progress(done)`` as it goes."""
-        from memory.indexer import index_all
-
-        self.clear()
-        self.store.execute("UPDATE observations SET indexed = 0 WHERE indexed != 0")
-        return index_all(self.store, self.settings, self, progress)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -507,23 +438,6 @@ class VectorIndex:
         close = getattr(self._client, "close", None)
         if close is not None:
             close()
-
-
-def range_sql(
-    start: str, end: str, since: float | None, until: float | None, source: str | None
-) -> tuple[str, list[Any]]:
-    """A WHERE clause for rows whose span [``start``, ``end``] overlaps [since, until], of one source."""
-    clauses, params = ["1"], []
-    if since is not None:
-        clauses.append(f"{end} >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append(f"{start} <= ?")
-        params.append(until)
-    if source is not None:
-        clauses.append("source = ?")
-        params.append(source)
-    return " AND ".join(clauses), params
 
 
 def _in_range(obs: Observation, source: str | None, since: float | None, until: float | None) -> bool:

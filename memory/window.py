@@ -10,7 +10,8 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 
-from memory.store import Observation, Store
+from memory.observation import Observation
+from memory.store import Store
 
 
 class RecentWindow:

@@ -13,10 +13,12 @@ from langchain_core.tools import BaseTool, tool
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from agent.config import Settings
-from agent.errors import ScenewatchError
-from memory.store import Observation, Store
+from agent.core.config import Settings
+from agent.core.errors import ScenewatchError
+from memory.observation import Observation
+from memory.store import Store
 from prompts import render_prompt
+from tools.frames import FrameReader
 from tools.look import grab, is_file_source, tool_source
 from tools.timeline import cite, parse_when
 from tools.vision.base import VisionBackend, VisionRequest
@@ -32,12 +34,14 @@ def thumbnail(obs: Observation) -> Image.Image:
     return load_image(obs.thumb_path)
 
 
-def current_frame(store: Store, source: str, max_side: int) -> tuple[Image.Image, str, Observation | None]:
+def current_frame(
+    store: Store, frames: FrameReader, source: str, max_side: int
+) -> tuple[Image.Image, str, Observation | None]:
     """Picture 2: the live frame now, or the latest analysed frame (files, unreachable sources)."""
     latest = next(iter(store.recent(source, 1)), None)
     if not is_file_source(source):
         try:
-            image, when = grab(store, source, max_side)
+            image, when = grab(store, frames, source, max_side)
             return image, when, None
         except ScenewatchError as exc:
             if latest is None:
@@ -46,7 +50,7 @@ def current_frame(store: Store, source: str, max_side: int) -> tuple[Image.Image
     if latest is None:
         raise ScenewatchError(f"no analysed frame of {source} yet")
     if is_file_source(source):
-        image, _ = grab(store, source, max_side, latest.video_t or 0.0)
+        image, _ = grab(store, frames, source, max_side, latest.video_t or 0.0)
         return image, cite(latest), latest
     return thumbnail(latest), cite(latest), latest
 
@@ -91,7 +95,11 @@ class CompareArgs(BaseModel):
 
 
 def make_compare_tool(
-    engine: VisionBackend, store: Store, settings: Settings, default_source: str | None = None
+    engine: VisionBackend,
+    store: Store,
+    frames: FrameReader,
+    settings: Settings,
+    default_source: str | None = None,
 ) -> BaseTool:
     """``compare``: two frames in one vision request, "what changed?"."""
 
@@ -99,8 +107,8 @@ def make_compare_tool(
     def compare(source: str | None = None, since: str | None = None) -> str:
         """Say what changed: compare the current frame of a source with the last analysed
         frame (or the one analysed at a given time) and describe what appeared, left or moved."""
-        name = tool_source(store, source, default_source)
-        image, when, current = current_frame(store, name, settings.max_side)
+        name = tool_source(store, frames, source, default_source)
+        image, when, current = current_frame(store, frames, name, settings.max_side)
         previous = previous_observation(store, name, since, current)
         prompt = render_prompt(
             "compare",

@@ -9,25 +9,24 @@ from langchain_core.tools import BaseTool, tool
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from agent.config import Settings
-from agent.describe import frame_to_image
-from agent.durations import clock, current_time, video_position
-from agent.errors import ScenewatchError
-from agent.sources import grab_frame, readable_source
+from agent.core.config import Settings
+from agent.core.durations import clock, current_time, video_position
+from agent.core.errors import ScenewatchError
 from memory.store import Store
 from prompts import load_prompt
+from tools.frames import FrameReader
 from tools.vision.base import VisionBackend, VisionRequest
+from tools.vision.images import frame_to_image
 
 log = logging.getLogger(__name__)
 
 
-def tool_source(store: Store, source: str | None, default: str | None) -> str:
-    """The source a tool works on: the one named (as :func:`~agent.sources.readable_source` reads
-    it: ``shop.mp4`` finds the watched ``/videos/shop.mp4``), the one being discussed, or the last
-    one watched."""
+def tool_source(store: Store, frames: FrameReader, source: str | None, default: str | None) -> str:
+    """The source a tool works on: the one named (as ``frames`` reads it: ``shop.mp4`` finds the
+    watched ``/videos/shop.mp4``), the one being discussed, or the last one watched."""
     if source:
         try:
-            return readable_source(store, source)
+            return frames.readable(source)
         except ScenewatchError:
             return source  # reading it says what is wrong
     if default:
@@ -49,12 +48,14 @@ def file_position(store: Store, source: str) -> float:
     return (latest[0].video_t or 0.0) if latest else 0.0
 
 
-def grab(store: Store, source: str, max_side: int, at_s: float | None = None) -> tuple[Image.Image, str]:
+def grab(
+    store: Store, frames: FrameReader, source: str, max_side: int, at_s: float | None = None
+) -> tuple[Image.Image, str]:
     """The frame of ``source`` now (a file: at ``at_s`` or where watching got to) and its label."""
     if is_file_source(source):
         position = file_position(store, source) if at_s is None else at_s
-        return frame_to_image(grab_frame(source, position), max_side), f"video {video_position(position)}"
-    return frame_to_image(grab_frame(source), max_side), f"now, {clock(current_time())}"
+        return frame_to_image(frames.grab(source, position), max_side), f"video {video_position(position)}"
+    return frame_to_image(frames.grab(source), max_side), f"now, {clock(current_time())}"
 
 
 class LookArgs(BaseModel):
@@ -70,7 +71,11 @@ class LookArgs(BaseModel):
 
 
 def make_look_tool(
-    engine: VisionBackend, store: Store, settings: Settings, default_source: str | None = None
+    engine: VisionBackend,
+    store: Store,
+    frames: FrameReader,
+    settings: Settings,
+    default_source: str | None = None,
 ) -> BaseTool:
     """``look``: the current frame of a source, answered by the vision model through ``engine``."""
 
@@ -79,8 +84,8 @@ def make_look_tool(
         """Look at the camera now: grab the newest frame of a live source (or the frame at a
         time in a video file) and ask the vision model a question about it. Use it for
         anything about the present moment."""
-        name = tool_source(store, source, default_source)
-        image, when = grab(store, name, settings.max_side, at_s)
+        name = tool_source(store, frames, source, default_source)
+        image, when = grab(store, frames, name, settings.max_side, at_s)
         result = engine.generate([VisionRequest.ask(question or load_prompt("look"), [image])])[0]
         log.debug("look at %s (%s): %s", name, when, result.text)
         return f"{name} ({when}): {result.text}"

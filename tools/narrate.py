@@ -5,10 +5,10 @@ from __future__ import annotations
 from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, Field
 
-from agent.config import Settings
-from agent.durations import clock
-from memory.narrative import narrate
+from agent.core.config import Settings
+from agent.core.durations import clock
 from memory.store import Store
+from tools.narrative import narrate
 from tools.timeline import parse_when
 from tools.vision.base import VisionBackend
 

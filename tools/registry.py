@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from langchain_core.tools import BaseTool
 
-from agent.config import Settings
+from agent.core.config import Settings
 from memory.store import Store
 from memory.vectors import VectorIndex
 from tools.compare import make_compare_tool
+from tools.frames import FrameReader
 from tools.look import make_look_tool
 from tools.narrate import make_narrate_tool
 from tools.recall import make_recall_tool
@@ -22,17 +23,18 @@ def build_tools(
     settings: Settings,
     *,
     vectors: VectorIndex,
+    frames: FrameReader,
     source: str | None = None,
 ) -> list[BaseTool]:
     """look, compare, recall, timeline, narrate and troubleshoot.
 
-    ``engine`` answers every vision request (pass the :class:`~agent.engine.Engine` so the
-    watch loop and the agent share one model); ``source`` is the default for tools that
-    take one (the source the conversation is about).
+    ``engine`` answers every vision request (pass the :class:`~tools.vision.engine.Engine` so the
+    watch loop and the agent share one model); ``frames`` reads the sources for look and compare;
+    ``source`` is the default for tools that take one (the source the conversation is about).
     """
     return [
-        make_look_tool(engine, store, settings, source),
-        make_compare_tool(engine, store, settings, source),
+        make_look_tool(engine, store, frames, settings, source),
+        make_compare_tool(engine, store, frames, settings, source),
         make_recall_tool(vectors, k=settings.recall_k),
         make_timeline_tool(store),
         make_narrate_tool(engine, store, settings),

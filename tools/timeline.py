@@ -14,11 +14,11 @@ from typing import Protocol
 from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, Field
 
-from agent.durations import clock, clock_format, current_time, parse_since, video_position
-from agent.errors import ScenewatchError
-from memory.episodes import TimelineEntry, timeline
-from memory.narrative import log_line
+from agent.core.durations import clock, clock_format, current_time, parse_since, video_position
+from agent.core.errors import ScenewatchError
 from memory.store import Store
+from memory.timeline import TimelineEntry, timeline
+from tools.narrative import log_line
 
 TIMELINE_LINES = 60  # most timeline entries one answer lists
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
@@ -53,13 +53,10 @@ def parse_when(text: str, *, now: float | None = None) -> float:
 
 def video_at(store: Store, source: str, ts: float) -> float | None:
     """The video position of time ``ts`` of a file source (None for live sources)."""
-    rows = store.execute(
-        "SELECT ts, video_t FROM observations WHERE source = ? AND ts <= ? ORDER BY ts DESC LIMIT 1",
-        (source, ts),
-    )
-    if not rows or rows[0]["video_t"] is None:
+    latest = store.latest_at(source, ts)
+    if latest is None or latest.video_t is None:
         return None
-    return rows[0]["video_t"] + ts - rows[0]["ts"]
+    return latest.video_t + ts - latest.ts
 
 
 def timeline_line(store: Store, entry: TimelineEntry) -> str:

@@ -5,7 +5,7 @@
    prose around the JSON, a truncated object); an answer that is no JSON at all is kept as
    raw text and used as the reading.
 2. The retrieval query joins the user's question and the reading; the knowledge base's hybrid
-   search (:mod:`memory.knowledge`) returns the best chunks.
+   search (:mod:`memory.knowledge.knowledge_base`) returns the best chunks.
 3. If no chunk is relevant (cosine similarity below ``kb_min_score`` and no error code or
    model number of the query found verbatim), the answer says so without asking the model:
    that path is deterministic. Otherwise the model answers in numbered steps citing
@@ -29,9 +29,9 @@ from langchain_core.utils.json import parse_partial_json
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from agent.config import Settings
-from agent.errors import ScenewatchError
-from memory.knowledge import DEFAULT_KB, Hit, KnowledgeBase
+from agent.core.config import Settings
+from agent.core.errors import ScenewatchError
+from memory.knowledge.knowledge_base import DEFAULT_KB, Hit, KnowledgeBase
 from prompts import render_prompt
 from tools.vision.base import VisionRequest, VisionResult
 from tools.vision.images import load_image

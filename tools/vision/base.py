@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
-from agent.errors import ScenewatchError
+from agent.core.errors import ScenewatchError
 
 Message = dict[str, Any]
 """A chat message in the Hugging Face format.

@@ -1,4 +1,4 @@
-"""Image helpers shared by the backends: loading, the pixel budget, encoding."""
+"""Image helpers for the backends and the tools: loading, frames to images, the pixel budget, encoding."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import base64
 import io
 from pathlib import Path
 
+import cv2
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from tools.vision.base import VisionError
@@ -44,3 +46,13 @@ def to_data_uri(image: Image.Image, quality: int = 90) -> str:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def frame_to_image(frame: np.ndarray, max_side: int) -> Image.Image:
+    """A BGR frame as an RGB PIL image whose longest side is at most ``max_side`` (area averaging)."""
+    height, width = frame.shape[:2]
+    scale = max_side / max(height, width)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from agent.core.config import Settings
 from tools.vision.base import Message, VisionError, VisionRequest, VisionResult
 from tools.vision.images import fit_within
 
@@ -266,3 +267,16 @@ class LocalQwenBackend:
                 )
             )
         return results
+
+
+def from_settings(settings: Settings) -> LocalQwenBackend:
+    """The ``local`` backend plugin: the model ``settings.model`` loaded in this process."""
+    return LocalQwenBackend(
+        settings.model,
+        device=settings.device,
+        dtype=settings.dtype,
+        attn=settings.attn,
+        max_side=settings.max_side,
+        max_new_tokens=settings.max_new_tokens,
+        decoder=settings.decoder,
+    )

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from agent.core.config import Settings
 from tools.vision.base import Message, VisionError, VisionRequest, VisionResult
 from tools.vision.images import fit_within, to_data_uri
 
@@ -141,3 +142,16 @@ class OpenAICompatBackend:
             return [self._one(r) for r in requests]
         with ThreadPoolExecutor(max_workers=min(len(requests), 16)) as pool:
             return list(pool.map(self._one, requests))
+
+
+def from_settings(settings: Settings) -> OpenAICompatBackend:
+    """The ``openai`` backend plugin: an OpenAI-compatible server at ``settings.openai_base_url``."""
+    return OpenAICompatBackend(
+        settings.model,
+        base_url=settings.openai_base_url,
+        api_key=settings.openai_api_key,
+        timeout_s=settings.openai_timeout_s,
+        retries=settings.openai_retries,
+        max_side=settings.max_side,
+        max_new_tokens=settings.max_new_tokens,
+    )

@@ -1,0 +1,231 @@
+"""``scenewatch bench``: reproducible speed and memory measurements."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from agent.cli.common import console, err_console, progress_bar, settings
+from agent.cli.options import DeviceOption, ModelOption
+from agent.core.durations import parse_duration
+from agent.core.errors import ScenewatchError
+
+bench_app = typer.Typer(
+    help="Benchmarks (speed, memory); each prints the command that reproduces it.", no_args_is_help=True
+)
+
+ARCHS = ("qwen3-vl-8b", "qwen3-vl-4b", "qwen3-vl-2b")
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ScenewatchError(f"{flag} takes whole numbers separated by commas (got {text!r})") from None
+    if not values or min(values) < 1:
+        raise ScenewatchError(f"{flag} needs at least one number, each 1 or more (got {text!r})")
+    return values
+
+
+def _command(args: dict[str, Any]) -> str:
+    """The command line that reproduces this run (flags at their given values)."""
+    parts = ["scenewatch", "bench", "pipeline"]
+    for flag, value in args.items():
+        if value is True:
+            parts.append(flag)
+        elif value not in (None, False):
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+@bench_app.command("pipeline")
+def pipeline(
+    model: ModelOption = None,
+    random_weights: Annotated[
+        bool, typer.Option("--random-weights", help="Build --arch with random weights on the device.")
+    ] = False,
+    arch: Annotated[str, typer.Option(help="Architecture for --random-weights: " + ", ".join(ARCHS))] = ARCHS[
+        0
+    ],
+    source: Annotated[
+        Path | None, typer.Option(help="Video clip (default: a synthetic clip with known changes).")
+    ] = None,
+    sizes: Annotated[str, typer.Option(help="Square input sizes, comma-separated.")] = "224,336,448",
+    streams: Annotated[str, typer.Option(help="Concurrent stream counts, comma-separated.")] = "1,4,16",
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="New tokens per look (forced).")] = 64,
+    runs: Annotated[int, typer.Option(min=1, help="Timed looks per size.")] = 10,
+    rounds: Annotated[int, typer.Option(min=1, help="Looks per stream.")] = 4,
+    every: Annotated[str | None, typer.Option(help="Sampling interval: 1s, 500ms, 2 (seconds).")] = None,
+    device: DeviceOption = None,
+    decoder: Annotated[str, typer.Option(help="auto (static on GPU), hf or static.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """Look latency, throughput and memory per size and stream count; the naive loop side by side."""
+    from agent.bench.pipeline import DECODERS, PipelineOptions, run_pipeline_bench
+
+    if random_weights and model:
+        raise ScenewatchError("give --model or --random-weights, not both")
+    if arch not in ARCHS:
+        raise ScenewatchError(f"--arch must be one of {', '.join(ARCHS)}")
+    if decoder not in DECODERS:
+        raise ScenewatchError(f"--decoder must be one of {', '.join(DECODERS)}")
+    options = PipelineOptions(
+        model=model,
+        arch=arch if random_weights else None,
+        source=source,
+        sizes=_ints(sizes, "--sizes"),
+        streams=_ints(streams, "--streams"),
+        max_new_tokens=max_new_tokens,
+        runs=runs,
+        rounds=rounds,
+        decoder=decoder,
+    )
+    cfg = settings(device=device, every_s=None if every is None else parse_duration(every))  # as watch
+    command = _command(
+        {
+            "--model": model,
+            "--random-weights": random_weights,
+            "--arch": arch if random_weights else None,
+            "--source": source,
+            "--sizes": sizes,
+            "--streams": streams,
+            "--max-new-tokens": max_new_tokens,
+            "--runs": runs,
+            "--rounds": rounds,
+            "--every": every,
+            "--device": device,
+            "--decoder": None if decoder == "auto" else decoder,
+            "--json": as_json,
+        }
+    )
+    report = {"command": command, **run_pipeline_bench(options, cfg, lambda text: err_console.log(text))}
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+    else:
+        _print_report(report)
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*[str(cell) for cell in row])
+    return table
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    weights = " (random weights)" if report["random_weights"] and "random" not in report["model"] else ""
+    console.print(
+        f"[bold]{report['model']}[/]{weights} on {report['hardware']} ({report['dtype']}, "
+        f"decoder {report['decoder']}), {report['max_new_tokens']} new tokens per look",
+        highlight=False,
+    )
+    memory = report["sizes"][0]["memory_kind"].replace("_", " ") if report["sizes"] else "memory"
+    console.print(
+        _table(
+            "Look latency per input size (batch 1)",
+            [
+                "size",
+                "image tokens",
+                "p50 ms",
+                "p95 ms",
+                "first token ms",
+                "ms/token",
+                "frames/s",
+                f"{memory} MiB",
+            ],
+            [
+                [
+                    f"{s['size']}²",
+                    s["image_tokens"],
+                    s["p50_ms"],
+                    s["p95_ms"],
+                    s["first_token_p50_ms"],
+                    s["ms_per_token"],
+                    s["fps"],
+                    s["peak_memory_mib"],
+                ]
+                for s in report["sizes"]
+            ],
+        )
+    )
+    console.print(
+        _table(
+            "Concurrent streams through one engine",
+            ["streams", "size", "mean batch", "frames/s", "× batch 1", "p50 ms", "p95 ms"],
+            [
+                [s["streams"], s["size"], s["mean_batch"], s["fps"], s["x_batch1"], s["p50_ms"], s["p95_ms"]]
+                for s in report["streams"]
+            ],
+        )
+    )
+    naive, ours, ratios = report["baseline"], report["scenewatch"], report["ratios"]
+    rows = [
+        ["model calls", naive["model_calls"], ours["model_calls"], ratios["model_calls"]],
+        ["frames analysed", naive["analysed"], ours["analysed"], ""],
+        ["new tokens per answer", naive["mean_new_tokens"], ours["mean_new_tokens"], ""],
+        ["wall s", naive["wall_s"], ours["wall_s"], ratios["speedup_wall"]],
+        [
+            "video s per wall s",
+            naive["video_s_per_wall_s"],
+            ours["video_s_per_wall_s"],
+            ratios["video_s_per_wall_s"],
+        ],
+    ]
+    console.print(
+        _table(f"Naive loop vs scenewatch ({report['source']})", ["", "naive", "scenewatch", "ratio"], rows)
+    )
+    changes = report["changes"]
+    missed = changes["missed_changes"]
+    status = f"[red]{missed} missed[/]" if missed else "[green]none missed[/]"
+    console.print(f"change moments: {len(changes['moments'])}, {status} ({changes['method']})")
+    console.print(f"reproduce: [bold]{report['command']}[/]", highlight=False)
+
+
+@bench_app.command("memory")
+def bench_memory(
+    observations: Annotated[int, typer.Option(min=10, help="Synthetic observations to store.")] = 10_000,
+    queries: Annotated[int, typer.Option(min=10, help="Timed recalls of each kind.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Index throughput, recall latency (with and without a time filter), reindex time, disk size."""
+    from agent.bench.memory_store import run_memory_bench
+
+    parts = ["scenewatch", "bench", "memory", "--observations", str(observations), "--queries", str(queries)]
+    command = shlex.join([*parts, *(["--json"] if as_json else [])])
+    with progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        report = {
+            "command": command,
+            **run_memory_bench(observations, settings(), queries=queries, progress=progress),
+        }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table("measure", "value")
+    for key, value in report.items():
+        if key != "command":
+            table.add_row(key, str(value))
+    console.print(table)
+    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")

@@ -1,0 +1,71 @@
+"""What every command shares: settings with flag overrides, the console, errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from agent.core.config import Settings, load_settings
+from agent.core.errors import ScenewatchError
+from memory.store import Store
+
+console = Console()
+err_console = Console(stderr=True)
+
+_global_overrides: dict[str, Any] = {}
+
+
+def set_global_overrides(**overrides: Any) -> None:
+    """Remember options given before the command (``scenewatch --home DIR ...``)."""
+    _global_overrides.update({k: v for k, v in overrides.items() if v is not None})
+
+
+def settings(**overrides: Any) -> Settings:
+    """Settings from the environment, then global options, then this command's flags."""
+    return load_settings(**{**_global_overrides, **overrides})
+
+
+@contextmanager
+def existing_store(cfg: Settings) -> Iterator[Store]:
+    """The observation database for commands that read it; a clear error when there is none yet."""
+    if not cfg.db_path.is_file():
+        raise ScenewatchError(f"no observation database at {cfg.db_path}: run `scenewatch watch` first")
+    store = Store(cfg.db_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def progress_bar() -> Progress:
+    """A transient progress bar on stderr for long work (stdout stays clean for ``--json``)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def configure_logging(verbose: bool) -> None:
+    """Logs go to stderr through rich; ``-v`` shows debug detail."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    for noisy in ("httpx", "httpcore", "chromadb", "urllib3", "transformers", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,185 @@
+"""All of scenewatch's settings in one place.
+
+Every field can be set through an environment variable with the ``SCENEWATCH_`` prefix
+(``SCENEWATCH_MAX_SIDE=336``); CLI flags override them through :func:`load_settings`.
+A ``*_s`` field takes seconds or a duration as the CLI does (``SCENEWATCH_EVERY_S=500ms``, ``1h30m``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from platformdirs import user_data_dir
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.core.durations import parse_duration
+from agent.core.errors import ScenewatchError
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
+
+
+def _device(value: Any) -> Any:
+    """A torch device name scenewatch runs on, lower-cased; whether it is there is checked at model load."""
+    if not isinstance(value, str):
+        return value
+    device = value.strip().lower()
+    if not _DEVICE.fullmatch(device):
+        raise PydanticCustomError(
+            "device",
+            "device {device} is not a torch device (auto, cpu, cuda, cuda:N, mps)",
+            {"device": repr(value)},
+        )
+    return device
+
+
+def _seconds(value: Any) -> Any:
+    """Seconds from a duration as the CLI takes it (``1s``, ``500ms``, ``2m``, ``1h30m``); numbers pass."""
+    if not isinstance(value, str):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        pass
+    else:
+        return value  # a plain number: pydantic parses it and its bounds speak for a bad one
+    try:
+        return parse_duration(value)
+    except ScenewatchError as exc:
+        raise PydanticCustomError("duration", "{problem}", {"problem": str(exc)}) from None
+
+
+Device = Annotated[str, BeforeValidator(_device)]
+"""``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+"""A number of seconds, or a duration string that :func:`agent.core.durations.parse_duration` reads."""
+
+
+class Settings(BaseSettings):
+    """scenewatch configuration (environment variables ``SCENEWATCH_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SCENEWATCH_", extra="ignore")
+
+    # Where data lives: observation database, vector store, thumbnails, knowledge bases.
+    home: Path = Field(default_factory=lambda: Path(user_data_dir("scenewatch")))
+    db: Path | None = Field(default=None, description="observation database (default HOME/scenewatch.db)")
+
+    # Vision model.
+    backend: str = Field(
+        default="local", pattern=r"^[a-z][a-z0-9_-]*$", description="vision backend: local, openai, ..."
+    )
+    model: str = DEFAULT_MODEL
+    device: Device = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    attn: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
+    max_side: int = Field(default=448, ge=32, description="longest image side sent to the model")
+    max_new_tokens: int = Field(default=256, ge=1)
+    decoder: Literal["auto", "hf", "static"] = Field(
+        default="auto", description="auto: CUDA-graph static decoder on GPU, transformers generate on CPU"
+    )
+
+    # OpenAI-compatible server (vLLM, Ollama, SGLang, LM Studio).
+    openai_base_url: str = "http://localhost:8000/v1"
+    openai_api_key: str = "EMPTY"
+    openai_timeout_s: Seconds = Field(default=60.0, gt=0)
+    openai_retries: int = Field(default=2, ge=0)
+
+    # Watching.
+    every_s: Seconds = Field(default=1.0, gt=0, description="sampling interval in seconds")
+    heartbeat_s: Seconds = Field(default=10.0, gt=0, description="analyse at least this often")
+    window: int = Field(default=5, ge=0, description="previous descriptions in each prompt")
+    gate_threshold: float = Field(
+        default=0.01, ge=0, le=1, description="changed share of the gate thumbnail that wakes the model"
+    )
+    gate_side: int = Field(default=64, ge=8, description="side of the grey thumbnail the gate compares")
+    batch_size: int = Field(default=8, ge=1, description="most requests the engine batches")
+    batch_wait_ms: float = Field(default=20.0, ge=0, description="longest wait to fill a batch")
+    deadline_s: Seconds = Field(default=30.0, gt=0, description="drop a frame not answered by then")
+    reconnect_max_s: Seconds = Field(default=30.0, gt=0, description="cap on reconnect backoff")
+    thumb_side: int = Field(default=320, ge=32, description="longest side of stored thumbnails")
+    pipeline_depth: int = Field(
+        default=8, ge=1, description="requests in flight per file source (default: a full batch)"
+    )
+    frame_interval_s: Seconds | None = Field(default=None, gt=0, description="image folder spacing (every_s)")
+    stream_timeout_s: Seconds = Field(default=10.0, gt=0, description="open/read timeout for stream URLs")
+    stream_give_up_s: Seconds = Field(
+        default=60.0,
+        ge=0,
+        description="give up a live source that sends no frame this long after the start (0: never)",
+    )
+
+    # Memory.
+    chroma_url: str | None = Field(default=None, description="Chroma server URL; local if unset")
+    recall_k: int = Field(default=5, ge=1)
+    narrate_token_budget: int = Field(default=3000, ge=200)
+    index_batch: int = Field(default=256, ge=1, le=5000, description="observations embedded per index write")
+    episode_similarity: float = Field(
+        default=0.8, ge=0, le=1, description="summary cosine similarity that keeps an episode going"
+    )
+    episode_gap_s: Seconds = Field(default=120.0, gt=0, description="a longer silence starts a new episode")
+
+    # Agent.
+    agent_max_calls: int = Field(default=8, ge=1, description="most model calls to answer one question")
+    agent_max_tool_calls: int = Field(default=12, ge=1, description="most tool calls to answer one question")
+    agent_token_budget: int = Field(default=6000, ge=500, description="conversation tokens the model sees")
+    agent_max_new_tokens: int = Field(default=512, ge=1, description="most tokens in one agent reply")
+    agent_thread: str | None = Field(default=None, description="conversation thread; a new one if unset")
+
+    # Knowledge base.
+    kb_chunk_size: int = Field(default=800, ge=100, description="most characters in a manual chunk")
+    kb_chunk_overlap: int = Field(default=120, ge=0, description="characters neighbouring chunks share")
+    kb_k: int = Field(default=5, ge=1, description="manual chunks retrieved for a troubleshooting question")
+    kb_min_score: float = Field(
+        default=0.4, ge=-1, le=1, description="cosine similarity below which the manuals do not cover a case"
+    )
+
+    # Events.
+    events_backoff_s: Seconds = Field(default=2.0, gt=0, description="first retry delay of a failed delivery")
+    events_backoff_max_s: Seconds = Field(
+        default=300.0, gt=0, description="longest retry delay of a delivery"
+    )
+    events_close_s: Seconds = Field(default=5.0, ge=0, description="time for a last delivery attempt at exit")
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite observation database."""
+        return self.db if self.db is not None else self.home / "scenewatch.db"
+
+    @property
+    def data_dir(self) -> Path:
+        """Folder for derived data (vectors, thumbnails): beside the database."""
+        return self.db_path.parent
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.data_dir / "thumbs"
+
+    @property
+    def kb_dir(self) -> Path:
+        return self.home / "kb"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with the given non-None values (CLI flags) on top.
+
+    An invalid value (from a flag or a ``SCENEWATCH_*`` variable) is a ScenewatchError naming it.
+    """
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])} (SCENEWATCH_{str(error['loc'][0]).upper()}): "
+            f"{error['msg']}"
+            for error in exc.errors()
+        )
+        raise ScenewatchError(f"invalid setting: {problems}") from None

@@ -1,0 +1,231 @@
+"""The rules engine: turns each committed observation into events, committed to the outbox.
+
+:class:`RuleEngine` is an ObservationListener. For every observation it evaluates the rules of
+a :class:`~agent.events.ruleset.RuleSet` (holds and cooldowns counted in observation time ``ts``, per
+source), emits the automatic state-change events the file asks for (a new episode, a non-empty
+``changes``), commits them with their deliveries, and wakes the delivery thread. It never waits
+on a sink. Its holds and episodes change only once the events are committed: when the commit
+fails, the next observation is evaluated from the same state and raises them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from agent.core.config import Settings
+from agent.core.errors import ScenewatchError
+from agent.events.delivery import DeliveryWorker
+from agent.events.ruleset import CHANGES_RULE, EPISODE_RULE, Rule, RuleSet
+from agent.events.sinks import Sender, missing_secrets
+from memory.events import NewEvent, Outbox
+from memory.observation import Observation, changes_text
+from memory.store import Store
+
+log = logging.getLogger(__name__)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_NOT_IN_PAYLOAD = ("source", "ts", "raw", "model", "latency_ms")  # on the event, or noise
+
+
+@dataclass
+class _Hold:
+    """Where one rule stands for one source."""
+
+    count: int = 0
+    since: float | None = None
+    fired: bool = False
+    last_fired: float | None = None
+
+
+def _as_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("yes", "true", "no", "false"):
+        return value.strip().lower() in ("yes", "true")
+    return None
+
+
+def observation_context(obs: Observation, questions: dict[str, str]) -> dict[str, Any]:
+    """The values a predicate sees: the vocabulary of :mod:`agent.events.predicates` plus the answers."""
+    local = time.localtime(obs.ts)
+    context: dict[str, Any] = {
+        "people": obs.people,
+        "objects": list(obs.objects),
+        "actions": list(obs.actions),
+        "summary": obs.summary,
+        "changes": obs.changes,
+        "gate_score": obs.gate_score,
+        "source": obs.source,
+        "hour": local.tm_hour,
+        "minute": local.tm_min,
+        "weekday": WEEKDAYS[local.tm_wday],
+        "parsed": obs.parsed,
+    }
+    for name in questions:
+        context[name] = _as_bool(obs.answers.get(name))
+    return context
+
+
+def _observation_payload(obs: Observation) -> dict[str, Any]:
+    return {name: value for name, value in obs.to_dict().items() if name not in _NOT_IN_PAYLOAD}
+
+
+def render_message(template: str, context: dict[str, Any]) -> str:
+    """``$name`` placeholders filled with the context's values in words."""
+
+    def words(value: Any) -> str:
+        if value is None:
+            return "?"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, list):
+            return ", ".join(map(str, value)) or "nothing"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return string.Template(template).safe_substitute({name: words(value) for name, value in context.items()})
+
+
+class RuleEngine:
+    """Evaluates a rules file on every observation; events go through the outbox to the sinks."""
+
+    def __init__(
+        self, ruleset: RuleSet, store: Store, settings: Settings, *, sender: Sender | None = None
+    ) -> None:
+        missing = missing_secrets(ruleset.sinks)
+        if missing:
+            raise ScenewatchError(
+                f"webhook secret not set for sink {', '.join(missing)}: export the variable"
+            )
+        self.ruleset = ruleset
+        self.store = store
+        self.outbox = Outbox(store)
+        self._holds: dict[tuple[str, str], _Hold] = {}
+        self._episodes: dict[str, int | None] = {}
+        self.worker = DeliveryWorker(
+            self.outbox,
+            sender or Sender(),
+            backoff_s=settings.events_backoff_s,
+            backoff_max_s=settings.events_backoff_max_s,
+            close_s=settings.events_close_s,
+        )
+        self.worker.start()
+
+    def on_observation(self, obs: Observation) -> None:
+        """Evaluate, commit the events and their deliveries, then keep the new state; never raises."""
+        try:
+            events, holds = self.evaluate(obs)
+            if events:
+                self.outbox.record(events)
+        except Exception:
+            log.exception(
+                "rules failed on observation %s of %s (evaluated again with the next)", obs.id, obs.source
+            )
+            return
+        self._holds.update(holds)
+        if obs.episode_id is not None:
+            self._episodes[obs.source] = obs.episode_id
+        if events:
+            self.worker.wake()
+
+    def evaluate(self, obs: Observation) -> tuple[list[NewEvent], dict[tuple[str, str], _Hold]]:
+        """The events this observation causes and the holds after it; the engine's state is unchanged."""
+        context = observation_context(obs, self.ruleset.questions)
+        events = self._state_changes(obs)
+        holds: dict[tuple[str, str], _Hold] = {}
+        for rule in self.ruleset.rules:
+            key = (rule.name, obs.source)
+            hold = holds[key] = replace(self._holds.get(key, _Hold()))
+            if self._fires(rule, hold, obs, context):
+                events.append(self._rule_event(rule, hold, obs, context))
+        return events, holds
+
+    def _fires(self, rule: Rule, hold: _Hold, obs: Observation, context: dict[str, Any]) -> bool:
+        """Advance ``hold`` (a copy) by this observation; True when the rule fires now."""
+        try:
+            holds_now = rule.when(context)
+        except Exception as exc:
+            log.warning("rule %s could not be evaluated on observation %s: %s", rule.name, obs.id, exc)
+            holds_now = False
+        if not holds_now:
+            hold.count, hold.since, hold.fired = 0, None, False
+            return False
+        hold.count += 1
+        hold.since = obs.ts if hold.since is None else hold.since
+        if hold.fired or hold.count < rule.hold.observations or obs.ts - hold.since < rule.hold.seconds:
+            return False
+        if hold.last_fired is not None and obs.ts - hold.last_fired < rule.cooldown_s:
+            log.debug("rule %s holds on %s but is cooling down", rule.name, obs.source)
+            return False
+        hold.fired, hold.last_fired = True, obs.ts
+        return True
+
+    def _rule_event(self, rule: Rule, hold: _Hold, obs: Observation, context: dict[str, Any]) -> NewEvent:
+        template = rule.message or f"{rule.name.replace('_', ' ')}: $summary"
+        message = render_message(template, {**context, "rule": rule.name, "severity": rule.severity})
+        payload = {
+            "when": rule.when.text,
+            "for": str(rule.hold),
+            "held_since": hold.since,
+            "held_observations": hold.count,
+            "observation": _observation_payload(obs),
+        }
+        return self._event(obs, rule.name, "rule", rule.severity, message, payload, rule.sinks)
+
+    def _state_changes(self, obs: Observation) -> list[NewEvent]:
+        wanted = self.ruleset.state_changes
+        events = []
+        if wanted.episodes and obs.episode_id is not None:
+            previous = self._previous_episode(obs)
+            if previous != obs.episode_id:
+                payload = {
+                    "episode_id": obs.episode_id,
+                    "previous_episode_id": previous,
+                    "observation": _observation_payload(obs),
+                }
+                message = f"new state: {obs.summary}"
+                events.append(
+                    self._event(obs, EPISODE_RULE, "state_change", wanted.severity, message, payload)
+                )
+        changes = obs.changes.strip()
+        if wanted.changes and changes_text(changes):
+            payload = {"observation": _observation_payload(obs)}
+            events.append(self._event(obs, CHANGES_RULE, "state_change", wanted.severity, changes, payload))
+        return events
+
+    def _previous_episode(self, obs: Observation) -> int | None:
+        """The episode of the source's previous observation (from the database at first, then kept)."""
+        if obs.source not in self._episodes:
+            previous = self.store.previous(obs.source, obs.id)
+            self._episodes[obs.source] = previous.episode_id if previous else None
+        return self._episodes[obs.source]
+
+    def _event(
+        self,
+        obs: Observation,
+        rule: str,
+        kind: str,
+        severity: str,
+        message: str,
+        payload: dict[str, Any],
+        sinks: tuple[str, ...] | None = None,
+    ) -> NewEvent:
+        names = self.ruleset.state_changes.sinks if sinks is None else sinks
+        return NewEvent(
+            ts=obs.ts,
+            source=obs.source,
+            rule=rule,
+            kind=kind,
+            severity=severity,
+            message=message,
+            payload=payload,
+            observation_id=obs.id,
+            sinks={name: self.ruleset.sinks[name] for name in names},
+        )
+
+    def close(self) -> None:
+        """Stop the delivery thread after a bounded last attempt; the rest stays in the outbox."""
+        self.worker.close()

@@ -1,0 +1,377 @@
+"""Rules files: YAML data checked at load time, every error pointing at its line.
+
+A rules file names its watch questions, its sinks, its rules and the automatic state-change
+events it wants::
+
+    questions:
+      lights_on: "Are the room lights switched on?"
+    sinks:
+      console: {type: stdout}
+      ops: {type: webhook, url: "https://ops.example/hook", secret_env: OPS_SECRET}
+    state_changes: {episodes: true, changes: false, sinks: [console]}
+    rules:
+      lit_and_empty:
+        when: "lights_on and people == 0"
+        for: 3 observations        # or a duration of observation time: 30s, 10m
+        cooldown: 1h
+        severity: warning          # info, warning or critical
+        message: "Lights on in an empty room ($source)"
+        sinks: [console, ops]      # default: every sink of the file
+
+The structure is checked with pydantic; its error locations are mapped back to lines through
+the YAML node tree (``yaml.compose``). Predicates are compiled by :mod:`agent.events.predicates`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.core.durations import format_duration, parse_duration
+from agent.core.errors import ScenewatchError
+from agent.events.predicates import BASE_VOCABULARY, BOOL, Predicate, PredicateError, compile_predicate
+from agent.events.sinks import SINKS
+
+Severity = Literal["info", "warning", "critical"]
+EPISODE_RULE, CHANGES_RULE = "episode", "changes"  # the rule names of automatic state-change events
+_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # questions, sinks and rules are named like variables
+_OBSERVATIONS = re.compile(r"(\d+)\s*(?:obs|observations?)", re.IGNORECASE)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RuleSpec(_Spec):
+    when: str
+    hold: str | float | None = Field(default=None, alias="for")
+    cooldown: str | float = 0
+    severity: Severity = "warning"
+    message: str | None = None
+    sinks: list[str] | None = None
+
+    @field_validator("hold")
+    @classmethod
+    def _hold(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            parse_hold(value)
+        return value
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown(cls, value: str | float) -> str | float:
+        _seconds(value)
+        return value
+
+
+class StateChangesSpec(_Spec):
+    episodes: bool = False
+    changes: bool = False
+    severity: Severity = "info"
+    sinks: list[str] | None = None
+
+
+class RulesFileSpec(_Spec):
+    questions: dict[Annotated[str, Field(pattern=_NAME)], str] = {}
+    sinks: dict[Annotated[str, Field(pattern=_NAME)], dict[str, Any]] = {}
+    state_changes: StateChangesSpec = StateChangesSpec()
+    rules: dict[Annotated[str, Field(pattern=_NAME)], RuleSpec] = {}
+
+
+_FIELDS = {
+    "": RulesFileSpec,
+    "rules.*": RuleSpec,
+    "state_changes": StateChangesSpec,
+}
+
+
+@dataclass(frozen=True)
+class Hold:
+    """How long a rule's condition must hold before it fires: a count of observations, or seconds."""
+
+    observations: int = 1
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        if self.seconds:
+            return format_duration(self.seconds)
+        return "1 observation" if self.observations == 1 else f"{self.observations} observations"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One checked rule."""
+
+    name: str
+    when: Predicate
+    hold: Hold
+    cooldown_s: float
+    severity: str
+    message: str | None
+    sinks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StateChanges:
+    """Which automatic state-change events to emit, and where."""
+
+    episodes: bool = False
+    changes: bool = False
+    severity: str = "info"
+    sinks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A loaded rules file: watch questions, sinks (name -> target dict), rules, state changes."""
+
+    questions: dict[str, str]
+    sinks: dict[str, dict[str, Any]]
+    rules: tuple[Rule, ...]
+    state_changes: StateChanges
+
+
+def parse_hold(value: str | float) -> Hold:
+    """``3 observations`` or a duration (``30s``, ``10m``); a bare number is ambiguous."""
+    text = f"{value:g}" if isinstance(value, float) else str(value).strip()
+    if match := _OBSERVATIONS.fullmatch(text):
+        count = int(match.group(1))
+        if count < 1:
+            raise ValueError("a rule must hold for at least 1 observation")
+        return Hold(observations=count)
+    if re.fullmatch(r"[\d.]+", text):
+        raise ValueError(f"'for: {text}' is ambiguous: write '{text} observations' or '{text}s'")
+    return Hold(seconds=_seconds(text))
+
+
+def _seconds(value: str | float) -> float:
+    try:
+        return parse_duration(value)
+    except ScenewatchError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    """Read and check a rules file; raises ScenewatchError naming the file and line."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenewatchError(f"cannot read rules file {file}: {exc.strerror or exc}") from None
+    return parse_rules(text, name=str(file))
+
+
+def parse_rules(text: str, *, name: str = "<rules>", base: Path | None = None) -> RuleSet:
+    """Check rules-file ``text``; relative JSONL paths are resolved against ``base``."""
+    lines = _LineMap(name)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ScenewatchError(f"{name}, line {line}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ScenewatchError(f"{name}: not valid YAML: {exc}") from None
+    if root is None or data is None:
+        raise ScenewatchError(f"{name}: the rules file is empty")
+    lines.index(root, ())
+    if not isinstance(data, dict):
+        raise ScenewatchError(
+            f"{name}, line 1: expected a mapping of questions, sinks, state_changes and rules"
+        )
+    try:
+        spec = RulesFileSpec.model_validate(data)
+    except ValidationError as exc:
+        raise lines.error_from(exc) from None
+    return _build(spec, lines, base or Path.cwd())
+
+
+def _build(spec: RulesFileSpec, lines: _LineMap, base: Path) -> RuleSet:
+    vocabulary = dict(BASE_VOCABULARY)
+    for question in spec.questions:
+        if question in BASE_VOCABULARY or question in ("true", "false", "none"):
+            raise lines.error(
+                ("questions", question), f"'{question}' is a reserved name; name the question otherwise"
+            )
+        vocabulary[question] = BOOL
+    sinks = {name: _sink_target(name, entry, lines, base) for name, entry in spec.sinks.items()}
+    rules = []
+    for rule_name, rule in spec.rules.items():
+        where = ("rules", rule_name)
+        if rule_name in (EPISODE_RULE, CHANGES_RULE):
+            raise lines.error(
+                where, f"'{rule_name}' is the name of automatic state-change events; rename the rule"
+            )
+        try:
+            when = compile_predicate(rule.when, vocabulary)
+        except PredicateError as exc:
+            raise lines.error((*where, "when"), exc.reason, offset=exc.line - 1) from None
+        _check_message(rule.message, {*vocabulary, "rule", "severity"}, lines, (*where, "message"))
+        rules.append(
+            Rule(
+                name=rule_name,
+                when=when,
+                hold=parse_hold(rule.hold) if rule.hold is not None else Hold(),
+                cooldown_s=_seconds(rule.cooldown),
+                severity=rule.severity,
+                message=rule.message,
+                sinks=_sink_names(rule.sinks, sinks, lines, (*where, "sinks")),
+            )
+        )
+    changes = spec.state_changes
+    state_changes = StateChanges(
+        episodes=changes.episodes,
+        changes=changes.changes,
+        severity=changes.severity,
+        sinks=_sink_names(changes.sinks, sinks, lines, ("state_changes", "sinks")),
+    )
+    return RuleSet(dict(spec.questions), sinks, tuple(rules), state_changes)
+
+
+def _sink_names(
+    names: list[str] | None, sinks: dict[str, dict[str, Any]], lines: _LineMap, where: tuple[Any, ...]
+) -> tuple[str, ...]:
+    if names is None:
+        return tuple(sinks)
+    for index, sink in enumerate(names):
+        if sink not in sinks:
+            known = ", ".join(sinks) or "none defined"
+            raise lines.error((*where, index), f"unknown sink '{sink}' (sinks of this file: {known})")
+    return tuple(dict.fromkeys(names))
+
+
+def _sink_target(name: str, entry: dict[str, Any], lines: _LineMap, base: Path) -> dict[str, Any]:
+    """A sink's entry checked against its type's spec (:data:`~agent.events.sinks.SINKS`), as a target."""
+    where = ("sinks", name)
+    types = ", ".join(SINKS.names())
+    kind = entry.get("type")
+    if kind is None:
+        raise lines.error(where, f"a sink needs a type: {types}", at_key=True)
+    if not isinstance(kind, str) or kind not in SINKS.names():
+        raise lines.error(where, f"unknown sink type {kind!r} (use {types})", at_key=True)
+    spec = SINKS.get(kind).Spec
+    try:
+        return spec.model_validate(entry).target(base)
+    except ValidationError as exc:
+        raise lines.error_from(exc, prefix=where, fields={"": spec}) from None
+
+
+def _check_message(message: str | None, names: set[str], lines: _LineMap, where: tuple[Any, ...]) -> None:
+    if message is None:
+        return
+    template = string.Template(message)
+    if not template.is_valid():
+        raise lines.error(where, "bad placeholder: write $name or ${name}, and $$ for a dollar sign")
+    for name in template.get_identifiers():
+        if name not in names:
+            known = ", ".join(sorted(names))
+            raise lines.error(where, f"unknown placeholder ${name} (known: {known})")
+
+
+class _LineMap:
+    """Lines (1-based) of the YAML nodes, by their path of keys and list indexes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self.key_lines: dict[tuple[Any, ...], int] = {}
+        self.block: set[tuple[Any, ...]] = set()
+
+    def index(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+            self.block.add(path)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = (*path, key_node.value)
+                if key in self.lines:
+                    raise ScenewatchError(
+                        f"{self.name}, line {key_node.start_mark.line + 1}: duplicate key '{key_node.value}'"
+                    )
+                self.key_lines[key] = key_node.start_mark.line + 1
+                self.index(value_node, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for number, item in enumerate(node.value):
+                self.index(item, (*path, number))
+
+    def _nearest(self, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The longest path of ``loc`` in the file, skipping parts (union tags) that are not."""
+        path: tuple[Any, ...] = ()
+        for part in loc:
+            for candidate in ((*path, part), (*path, str(part))):
+                if candidate in self.lines:
+                    path = candidate
+                    break
+        return path
+
+    def _where(self, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str]:
+        """The path found in the file, and ``loc`` in dotted words (a missing last field kept)."""
+        path = self._nearest(loc)
+        shown = path
+        if loc and loc[-1] not in path[-1:] and isinstance(loc[-1], str) and not loc[-1].startswith("["):
+            shown = (*path, loc[-1])
+        return path, ".".join(str(part) for part in shown) or "top level"
+
+    def error(
+        self, loc: tuple[Any, ...], reason: str, offset: int = 0, *, at_key: bool = False
+    ) -> ScenewatchError:
+        """An error at ``loc`` (the line of its value, or of its key with ``at_key``)."""
+        path, dotted = self._where(loc)
+        if at_key and path in self.key_lines:
+            return ScenewatchError(f"{self.name}, line {self.key_lines[path]}: {dotted}: {reason}")
+        line = self.lines.get(path, 1) + offset + (1 if path in self.block else 0)
+        return ScenewatchError(f"{self.name}, line {line}: {dotted}: {reason}")
+
+    def error_from(
+        self,
+        exc: ValidationError,
+        *,
+        prefix: tuple[Any, ...] = (),
+        fields: dict[str, type[BaseModel]] | None = None,
+    ) -> ScenewatchError:
+        """The first (by line) of pydantic's errors, in words, with its line. ``prefix``: where in the
+        file the validated part is; ``fields``: its models by dotted path (default: the whole file's)."""
+        found = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            path, dotted = self._where((*prefix, *loc))
+            line = self.key_lines.get(path) or self.lines.get(path, 1)
+            found.append((line, dotted, _reason(err, loc, _FIELDS if fields is None else fields)))
+        found.sort(key=lambda item: item[0])
+        line, dotted, reason = found[0]
+        more = len(found) - 1
+        tail = f" ({more} more problem{'s' if more > 1 else ''} after this one)" if more else ""
+        return ScenewatchError(f"{self.name}, line {line}: {dotted}: {reason}{tail}")
+
+
+def _reason(err: Any, loc: tuple[Any, ...], fields: dict[str, type[BaseModel]]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(loc[:-1], fields)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+        return f"unknown field '{loc[-1]}' ({hint})"
+    if kind == "missing":
+        return f"missing field '{loc[-1]}'"
+    if kind == "string_pattern_mismatch":
+        if loc[-1] == "url":
+            return f"{err['input']!r} is not a URL (it starts with http:// or https://)"
+        return f"{err['input']!r} is not a valid name (letters, digits and _)"
+    message = str(err["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _allowed_fields(parent: tuple[Any, ...], fields: dict[str, type[BaseModel]]) -> list[str]:
+    key = ".".join("*" if index == 1 and len(parent) > 1 else str(part) for index, part in enumerate(parent))
+    model = fields.get(key)
+    if model is None:
+        return []
+    return [info.alias or field for field, info in model.model_fields.items()]
