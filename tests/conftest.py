@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from helpers import FROZEN_NOW
 
-from agent.clips import Appearance, write_clip
-from agent.durations import use_clock
+from agent.bench.clips import Appearance, write_clip
+from agent.core.durations import use_clock
+from tools.vision.base import VisionBackend
+from tools.vision.registry import BACKENDS
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +22,19 @@ def scratch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SCENEWATCH_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home
+
+
+@pytest.fixture
+def use_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[VisionBackend], None]]:
+    """``use_backend(backend)`` makes every command run ``backend``: registered as the vision backend
+    plugin ``test`` (as an outside package would register one) and named by SCENEWATCH_BACKEND."""
+
+    def use(backend: VisionBackend) -> None:
+        BACKENDS.add("test", lambda settings: backend)
+        monkeypatch.setenv("SCENEWATCH_BACKEND", "test")
+
+    yield use
+    BACKENDS.remove("test")
 
 
 @pytest.fixture

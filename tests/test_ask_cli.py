@@ -11,15 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from agent.assistant import open_assistant
-from agent.config import load_settings
-from agent.engine import Engine
-from memory.store import Observation, Store
+from agent.assistant.agent import open_assistant
+from agent.core.config import load_settings
+from memory.indexer import reindex
+from memory.observation import Observation
+from memory.store import Store
 from memory.vectors import open_vectors
 from tools.vision.base import VisionRequest, VisionResult
+from tools.vision.engine import Engine
 from tools.vision.local import LocalQwenBackend
 
-CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
+CLI = [sys.executable, "-c", "from agent.cli.app import main; main()"]
 SUMMARIES = ["an empty shop floor", "a courier leaves a parcel by the door", "the parcel lies by the door"]
 
 
@@ -40,7 +42,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
             Observation(source="shop.mp4", ts=start + 10 * index, video_t=10.0 * index, summary=summary)
         )
     with open_vectors(store, settings) as vectors:
-        vectors.reindex()
+        reindex(vectors)
     store.close()
     return settings.db_path
 

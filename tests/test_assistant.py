@@ -16,14 +16,14 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
-from agent.assistant import Assistant, open_assistant
-from agent.config import Settings, load_settings
-from agent.engine import Engine
-from agent.watch import run_watch
+from agent.assistant.agent import Assistant, open_assistant
+from agent.core.config import Settings, load_settings
+from agent.pipeline.watch import run_watch
 from memory.episodes import EpisodeTracker
 from memory.indexer import Indexer
 from memory.store import Store
 from tools.vision.base import VisionRequest
+from tools.vision.engine import Engine
 from tools.vision.scripted import ScriptedBackend
 
 Script = Callable[[list[BaseMessage]], AIMessage]
@@ -202,7 +202,7 @@ def test_call_limit_ends_the_run(memory_db: Path) -> None:
 
 
 def test_no_observations_is_a_clear_error(tmp_path: Path) -> None:
-    from agent.errors import ScenewatchError
+    from agent.core.errors import ScenewatchError
 
     Store(tmp_path / "empty.db").close()
     settings = Settings(db=tmp_path / "empty.db")

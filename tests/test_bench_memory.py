@@ -7,8 +7,8 @@ import json
 
 from typer.testing import CliRunner
 
-from agent.bench_memory import synthetic_observations
-from agent.cli import app
+from agent.bench.memory_store import synthetic_observations
+from agent.cli.app import app
 
 KEYS = {
     "index_rate_per_s",

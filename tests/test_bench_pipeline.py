@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.bench_changes import ChangeMoment, change_moments, mark_coverage
-from agent.clips import Appearance, write_clip
+from agent.bench.changes import ChangeMoment, change_moments, mark_coverage
+from agent.bench.clips import Appearance, write_clip
 
-CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
+CLI = [sys.executable, "-c", "from agent.cli.app import main; main()"]
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from transformers import AutoTokenizer
 
-from agent.config import Settings
-from agent.engine import Engine
-from tools.chat_model import LocalChatModel, make_chat_model, to_hf_messages
+from agent.assistant.chat_model import LocalChatModel, make_chat_model, to_hf_messages
+from agent.core.config import Settings
 from tools.vision.base import VisionRequest
+from tools.vision.engine import Engine
 from tools.vision.local import LocalQwenBackend
 from tools.vision.scripted import ScriptedBackend
 

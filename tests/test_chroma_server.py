@@ -14,13 +14,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import UseBackend
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.config import load_settings
-from agent.errors import ScenewatchError
+from agent.cli.app import app
+from agent.core.config import load_settings
+from agent.core.errors import ScenewatchError
 from memory.indexer import Indexer
-from memory.store import Observation, Store
+from memory.observation import Observation
+from memory.store import Store
 from memory.vectors import VectorIndex
 from tools.vision.scripted import ScriptedBackend
 
@@ -126,13 +128,13 @@ def _recall(query: str, *args: str) -> list[tuple[int, float]]:
 
 
 def test_watch_recall_reindex_stats_and_prune_through_a_server(
-    chroma: ChromaServer, synthetic_clip: Path, monkeypatch: pytest.MonkeyPatch
+    chroma: ChromaServer, synthetic_clip: Path, monkeypatch: pytest.MonkeyPatch, use_backend: UseBackend
 ) -> None:
     settings = load_settings()
     store = Store(settings.db_path)
     old = _commit(store, OLD, NOW - 40 * 86400)
     answers = [json.dumps({"summary": text, "people": 0, "changes": ""}) for text in CLIP]
-    monkeypatch.setattr("agent.commands.watch.make_backend", lambda cfg: ScriptedBackend(answers))
+    use_backend(ScriptedBackend(answers))
     watched = runner.invoke(app, ["watch", str(synthetic_clip), "--heartbeat", "5s"])
     assert watched.exit_code == 0, watched.output
     rows = store.between(source=str(synthetic_clip))

@@ -9,11 +9,12 @@ import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.config import load_settings
-from agent.errors import ScenewatchError
+from agent.cli.app import app
+from agent.core.config import load_settings
+from agent.core.errors import ScenewatchError
 from memory.episodes import EpisodeTracker
-from memory.store import Observation, Store
+from memory.observation import Observation
+from memory.store import Store
 
 runner = CliRunner()
 

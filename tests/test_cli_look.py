@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
+CLI = [sys.executable, "-c", "from agent.cli.app import main; main()"]
 
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -12,14 +12,15 @@ from helpers import FROZEN_NOW
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.config import load_settings
-from agent.durations import clock
-from agent.errors import ScenewatchError
-from agent.outbox import NewEvent, Outbox
-from agent.sources import resolve_source
+from agent.cli.app import app
+from agent.core.config import load_settings
+from agent.core.durations import clock
+from agent.core.errors import ScenewatchError
+from agent.sources import SourceReader, resolve_source
 from memory.episodes import EpisodeTracker
-from memory.store import Observation, Store
+from memory.events import NewEvent, Outbox
+from memory.observation import Observation
+from memory.store import Store
 
 runner = CliRunner()
 NOW = FROZEN_NOW  # every test here runs on the frozen clock (the store fixture asks for it)
@@ -132,7 +133,7 @@ def test_ask_an_empty_question(store: Store, question: str) -> None:
 
 
 def test_ask_takes_a_source_the_look_tool_can_read_without_a_watch(store: Store, tmp_path: Path) -> None:
-    from agent.commands.ask import _topic
+    from agent.cli.ask import _topic
 
     settings = load_settings()
     (tmp_path / "clips" / "new.mp4").touch()
@@ -146,6 +147,7 @@ def test_ask_takes_a_source_the_look_tool_can_read_without_a_watch(store: Store,
 def test_the_agents_tools_read_a_source_as_the_cli_does(store: Store, tmp_path: Path) -> None:
     from tools.look import tool_source
 
-    assert tool_source(store, "shop.mp4", None) == str(tmp_path / "clips" / "shop.mp4")
-    assert tool_source(store, None, "rtsp://cam/1") == "rtsp://cam/1"
-    assert tool_source(store, "missing.mp4", None) == "missing.mp4"  # grabbing it says what is wrong
+    frames = SourceReader(store)
+    assert tool_source(store, frames, "shop.mp4", None) == str(tmp_path / "clips" / "shop.mp4")
+    assert tool_source(store, frames, None, "rtsp://cam/1") == "rtsp://cam/1"
+    assert tool_source(store, frames, "missing.mp4", None) == "missing.mp4"  # grabbing it says what is wrong

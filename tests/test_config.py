@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from agent.config import Settings, load_settings
-from agent.errors import ScenewatchError
+from agent.core.config import Settings, load_settings
+from agent.core.errors import ScenewatchError
 
-CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
+CLI = [sys.executable, "-c", "from agent.cli.app import main; main()"]
 SECONDS_FIELDS = [name for name in Settings.model_fields if name.endswith("_s")]
 
 
@@ -78,8 +78,8 @@ def test_bad_duration_variable_is_one_line_through_the_cli(tmp_path: Path) -> No
 def test_bench_every_takes_what_watch_takes(
     monkeypatch: pytest.MonkeyPatch, every: str, seconds: float
 ) -> None:
-    import agent.bench_pipeline
-    from agent.cli import app
+    import agent.bench.pipeline
+    from agent.cli.app import app
 
     seen: dict[str, Any] = {}
 
@@ -87,7 +87,7 @@ def test_bench_every_takes_what_watch_takes(
         seen["every_s"] = cfg.every_s
         return {}
 
-    monkeypatch.setattr(agent.bench_pipeline, "run_pipeline_bench", fake_bench)
+    monkeypatch.setattr(agent.bench.pipeline, "run_pipeline_bench", fake_bench)
     done = CliRunner().invoke(app, ["bench", "pipeline", "--random-weights", "--every", every, "--json"])
     assert done.exit_code == 0, done.output
     assert seen["every_s"] == seconds

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from agent.describe import (
+from agent.pipeline.describe import (
     DESCRIBE_MAX_NEW_TOKENS,
     WINDOW_CHARS,
     describe_prompt,
@@ -15,7 +15,7 @@ from agent.describe import (
     frame_to_image,
     parse_description,
 )
-from memory.store import Observation
+from memory.observation import Observation
 
 QUESTIONS = {"q1": "Is the door open?", "q2": "Is anyone at the counter?"}
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from agent.config import load_settings
-from agent.errors import ScenewatchError
+from agent.core.config import load_settings
+from agent.core.errors import ScenewatchError
 from tools.vision.base import VisionError
 from tools.vision.local import LocalQwenBackend, pick_device, pick_dtype
 
-CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
+CLI = [sys.executable, "-c", "from agent.cli.app import main; main()"]
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 
 

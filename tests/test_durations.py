@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from agent.durations import parse_duration, parse_since
-from agent.errors import ScenewatchError
+from agent.core.durations import parse_duration, parse_since
+from agent.core.errors import ScenewatchError
 
 
 @pytest.mark.parametrize(

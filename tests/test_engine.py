@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 import pytest
+from helpers import SlowBackend, echo_upper
 
-from agent.engine import DeadlineExceeded, Engine, EngineClosed
 from tools.vision.base import VisionRequest, VisionResult
+from tools.vision.engine import DeadlineExceeded, Engine, EngineClosed
 from tools.vision.scripted import ScriptedBackend
 
 
-class SlowBackend(ScriptedBackend):
-    """A scripted backend whose every batch takes ``delay`` seconds."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__(lambda r: r.messages[-1]["content"][-1]["text"].upper())
-        self.delay = delay
-
-    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
-        time.sleep(self.delay)
-        return super().generate(requests)
-
-
 def test_batches_requests_from_several_callers() -> None:
-    backend = SlowBackend(0.05)
+    backend = SlowBackend(0.05, echo_upper)
     with Engine(backend, batch_size=8, batch_wait_ms=500) as engine:
         futures = []
         barrier = threading.Barrier(4)
@@ -48,7 +36,7 @@ def test_batches_requests_from_several_callers() -> None:
 
 
 def test_batch_size_is_capped() -> None:
-    backend = SlowBackend(0.0)
+    backend = SlowBackend(0.0, echo_upper)
     with Engine(backend, batch_size=3, batch_wait_ms=50) as engine:
         futures = [engine.submit(VisionRequest.ask(str(i))) for i in range(7)]
         assert [f.result(timeout=5).text for f in futures] == [str(i) for i in range(7)]
@@ -56,7 +44,7 @@ def test_batch_size_is_capped() -> None:
 
 
 def test_late_request_is_dropped_not_run() -> None:
-    backend = SlowBackend(0.3)
+    backend = SlowBackend(0.3, echo_upper)
     with Engine(backend, batch_size=1, batch_wait_ms=0) as engine:
         first = engine.submit(VisionRequest.ask("first"))
         late = engine.submit(VisionRequest.ask("late"), deadline_s=0.1)

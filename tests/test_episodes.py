@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Settings
-from memory.episodes import EpisodeTracker, episodes_between, format_duration, timeline
-from memory.store import Observation, Store
+from agent.core.config import Settings
+from agent.core.durations import format_duration
+from memory.episodes import EpisodeTracker, episodes_between
+from memory.observation import Observation
+from memory.store import Store
+from memory.timeline import timeline
 
 EMPTY = "An empty office with a desk and a chair."
 TYPING = "A man in a blue shirt is typing at the desk."

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Settings, load_settings
-from agent.errors import ScenewatchError
-from agent.events import RuleEngine
-from agent.outbox import NewEvent, Outbox
-from agent.rules import parse_rules
-from memory.store import Observation, Store
+from agent.core.config import Settings, load_settings
+from agent.core.errors import ScenewatchError
+from agent.events.rule_engine import RuleEngine
+from agent.events.ruleset import parse_rules
+from memory.events import NewEvent, Outbox
+from memory.observation import Observation
+from memory.store import Store
 
 T0 = 1_700_000_000.0
 

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.config import load_settings
-from agent.engine import Engine
-from agent.events import RuleEngine, load_rules
-from agent.outbox import Outbox
-from agent.watch import run_watch
+from agent.core.config import load_settings
+from agent.events.rule_engine import RuleEngine
+from agent.events.ruleset import load_rules
+from agent.pipeline.watch import run_watch
+from memory.events import Outbox
 from memory.store import Store
 from tools.vision.base import VisionRequest
+from tools.vision.engine import Engine
 from tools.vision.scripted import ScriptedBackend
 
 RULES = """\

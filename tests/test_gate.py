@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.clips import Appearance, write_clip
-from agent.config import Settings
-from agent.gate import ChangeGate, change_score, grey_thumbnail
+from agent.bench.clips import Appearance, write_clip
+from agent.core.config import Settings
+from agent.pipeline.gate import ChangeGate, change_score, grey_thumbnail
 from agent.sources import VideoFileSource
 
 THRESHOLD = Settings().gate_threshold

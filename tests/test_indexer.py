@@ -7,9 +7,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.config import Settings
+from agent.core.config import Settings
 from memory.indexer import Indexer
-from memory.store import Observation, Store
+from memory.observation import Observation
+from memory.store import Store
 from memory.vectors import VectorIndex
 
 

@@ -9,9 +9,9 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.config import Settings
-from memory.knowledge import KnowledgeBase
+from agent.cli.app import app
+from agent.core.config import Settings
+from memory.knowledge.knowledge_base import KnowledgeBase
 
 KETTLE = "# Kettle K1\n## Errors\n### K-11 Dry boil\nThe zebra kettle was switched on while empty.\n"
 FAN = "# Fan F2\n## Errors\n### F-22 Blade blocked\nThe walrus fan blade is blocked by a cable.\n"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.config import Settings
-from agent.errors import ScenewatchError
-from memory.knowledge import KnowledgeBase
+from agent.cli.app import app
+from agent.core.config import Settings
+from agent.core.errors import ScenewatchError
+from memory.knowledge.knowledge_base import KnowledgeBase
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUTER = ROOT / "demos" / "troubleshoot" / "manuals" / "router_nordlink_hr450.md"

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.errors import ScenewatchError
-from memory.documents import DocumentError, read_passages
-from memory.keywords import code_terms, query_terms
-from memory.knowledge import KnowledgeBase, reciprocal_rank_fusion
+from agent.cli.app import app
+from agent.core.errors import ScenewatchError
+from memory.knowledge.chunk_store import code_terms, query_terms
+from memory.knowledge.documents import DocumentError, read_passages
+from memory.knowledge.knowledge_base import KnowledgeBase, reciprocal_rank_fusion
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MANUALS = ROOT / "demos" / "troubleshoot" / "manuals"
 UNSEEN_MANUALS = Path(__file__).parent / "data" / "unseen_manuals"
-CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
+CLI = [sys.executable, "-c", "from agent.cli.app import main; main()"]
 
 ROUTER = "router_nordlink_hr450.md"
 PRINTER = "printer_calder_lp2200.md"

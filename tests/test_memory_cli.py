@@ -7,14 +7,16 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import UseBackend
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.config import load_settings
-from agent.errors import ScenewatchError
+from agent.cli.app import app
+from agent.core.config import load_settings
+from agent.core.errors import ScenewatchError
 from memory.episodes import EpisodeTracker, episodes_between
-from memory.store import Observation, Store
+from memory.observation import Observation
+from memory.store import Store
 from memory.vectors import VectorIndex
 from tools.vision.scripted import ScriptedBackend
 
@@ -103,9 +105,11 @@ def test_prune_removes_rows_thumbnails_and_vectors_together(home: Path) -> None:
     assert "nothing observed before" in again.output
 
 
-def test_narrate_tells_the_range_through_the_model(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_narrate_tells_the_range_through_the_model(
+    home: Path, monkeypatch: pytest.MonkeyPatch, use_backend: UseBackend
+) -> None:
     backend = ScriptedBackend(default="A woman waited, a car parked, children played.")
-    monkeypatch.setattr("tools.vision.factory.make_backend", lambda settings: backend)
+    use_backend(backend)
     result = runner.invoke(app, ["narrate", "--since", "1h", "--source", "cam"])
     assert result.exit_code == 0, result.output
     assert "children played" in result.output

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from agent.config import Settings
+from agent.core.config import Settings
 from memory.episodes import EpisodeTracker
-from memory.narrative import estimate_tokens, narrate
-from memory.store import Observation, Store
+from memory.observation import Observation
+from memory.store import Store
+from tools.narrative import estimate_tokens, narrate
 from tools.vision.base import VisionRequest
 from tools.vision.scripted import ScriptedBackend
 

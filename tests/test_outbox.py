@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from agent.config import Settings, load_settings
-from agent.events import RuleEngine
-from agent.outbox import Outbox
-from agent.rules import RuleSet, parse_rules
-from agent.sinks import DeliveryError, Sender
-from memory.store import Observation, Store
+from agent.core.config import Settings, load_settings
+from agent.events.rule_engine import RuleEngine
+from agent.events.ruleset import RuleSet, parse_rules
+from agent.events.sinks import DeliveryError, Sender
+from memory.events import Outbox
+from memory.observation import Observation
+from memory.store import Store
 
 T0 = 1_700_000_000.0
 SECRET = "s3cret"
@@ -175,7 +176,7 @@ def test_receiver_down_for_the_whole_watch_then_restart(settings: Settings, db: 
 def _cli(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
 ) -> tuple[int, str, str]:
-    from agent.cli import main
+    from agent.cli.app import main
 
     monkeypatch.setattr(sys, "argv", ["scenewatch", *args])
     monkeypatch.setenv("COLUMNS", "200")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.predicates import BASE_VOCABULARY, BOOL, PredicateError, compile_predicate
+from agent.events.predicates import BASE_VOCABULARY, BOOL, PredicateError, compile_predicate
 
 VOCABULARY = {**BASE_VOCABULARY, "lights_on": BOOL}
 OFFICE = {

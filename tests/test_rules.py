@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ScenewatchError
-from agent.rules import Hold, load_rules, parse_rules
+from agent.core.errors import ScenewatchError
+from agent.events.ruleset import Hold, load_rules, parse_rules
 
 DEMOS = Path(__file__).resolve().parent.parent / "demos" / "rules"
 
@@ -151,7 +151,7 @@ def test_demo_packs_load(pack: str, questions: list[str], rules: list[str]) -> N
 def test_rules_check_command(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from agent.cli import app
+    from agent.cli.app import app
 
     for pack in sorted(DEMOS.glob("*.yaml")):
         result = CliRunner().invoke(app, ["rules", "check", str(pack)], env={"COLUMNS": "200"})
@@ -160,7 +160,7 @@ def test_rules_check_command(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace('"lights_on and people == 0"', "summary.__class__"))
     done = subprocess.run(
-        [sys.executable, "-c", "from agent.cli import main; main()", "rules", "check", str(bad)],
+        [sys.executable, "-c", "from agent.cli.app import main; main()", "rules", "check", str(bad)],
         capture_output=True,
         text=True,
         timeout=120,

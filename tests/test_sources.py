@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.errors import ScenewatchError
+from agent.core.errors import ScenewatchError
 from agent.sources import (
     ImageFolderSource,
     LiveSource,

@@ -3,7 +3,7 @@
 OpenCV's built-in FFmpeg reads HLS with no option or change on our side (its ``hls``
 demuxer; the segments are written here by ``cv2.VideoWriter``: MPEG-4 part 2 ('mp4v')
 in ``.ts`` files, since this build has no H.264 encoder). The clip is the one the other
-tests use (:func:`agent.clips.write_clip`): a textured scene in which a red box appears
+tests use (:func:`agent.bench.clips.write_clip`): a textured scene in which a red box appears
 at ``CHANGE_S`` and stays.
 
 - A **live** playlist (a sliding window, no ``#EXT-X-ENDLIST``) grows with the clock as a
@@ -30,14 +30,16 @@ import numpy as np
 import pytest
 from test_watch_live import wait_for
 
-from agent.clips import Appearance, write_clip
-from agent.config import Settings
-from agent.engine import Engine
-from agent.errors import ScenewatchError
+from agent.bench.clips import Appearance, write_clip
+from agent.core.config import Settings
+from agent.core.errors import ScenewatchError
+from agent.pipeline.stats import WatchSummary
+from agent.pipeline.watch import run_watch
 from agent.sources import grab_frame, open_recording, probe_source
-from agent.watch import WatchSummary, run_watch
-from memory.store import Observation, Store
+from memory.observation import Observation
+from memory.store import Store
 from tools.vision.base import VisionRequest
+from tools.vision.engine import Engine
 from tools.vision.scripted import ScriptedBackend
 
 SEGMENT_S = 0.5

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ScenewatchError
-from memory.store import Observation, Store
+from agent.core.errors import ScenewatchError
+from memory.observation import Observation
+from memory.store import Store
 
 
 def test_round_trip_and_queries(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.tool_calls import ParsedCall, parse_tool_calls
+from agent.assistant.tool_calls import ParsedCall, parse_tool_calls
 
 
 def test_one_call() -> None:

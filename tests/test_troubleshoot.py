@@ -12,8 +12,8 @@ import pytest
 from langchain_core.messages import ToolMessage
 from PIL import Image
 
-from agent.config import Settings
-from memory.knowledge import Hit, KnowledgeBase
+from agent.core.config import Settings
+from memory.knowledge.knowledge_base import Hit, KnowledgeBase
 from tools.troubleshoot import (
     build_query,
     check_citations,
@@ -26,7 +26,7 @@ from tools.vision.base import VisionRequest
 from tools.vision.scripted import ScriptedBackend
 
 DEMO_MANUALS = Path(__file__).resolve().parents[1] / "demos" / "troubleshoot" / "manuals"
-CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
+CLI = [sys.executable, "-c", "from agent.cli.app import main; main()"]
 ROUTER = "router_nordlink_hr450.md"
 
 ROUTER_READING = """Here is what I see:

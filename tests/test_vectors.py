@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Settings
+from agent.core.config import Settings
 from memory import vectors
-from memory.indexer import Indexer
-from memory.store import Observation, Store
+from memory.indexer import Indexer, reindex
+from memory.observation import Observation
+from memory.store import Store
 from memory.vectors import VectorIndex, document_text, metadata, where_filter
 
 SCENES = [
@@ -147,7 +148,7 @@ def test_reindex_gives_the_same_results_as_the_live_index(store: Store, settings
         return [[(r.id, round(r.score, 3)) for r in items] for items in found]
 
     live = answers()
-    assert index.reindex() == 60
+    assert reindex(index) == 60
     assert index.count() == 60 and not store.unindexed_count()
     assert answers() == live
     index.close()
@@ -160,7 +161,7 @@ def test_a_long_lived_reader_sees_what_another_process_indexed(store: Store, set
     store.add(obs)
     vector = index.embed([obs])[0]
     writer = (  # another process (a watch) indexes the new observation
-        "import json, sys; from agent.config import Settings; from memory.store import Store; "
+        "import json, sys; from agent.core.config import Settings; from memory.store import Store; "
         "from memory.vectors import VectorIndex; store = Store(sys.argv[1]); "
         "index = VectorIndex(store, Settings(db=sys.argv[1])); [obs] = store.get_many([int(sys.argv[2])]); "
         "index.add([obs], [json.loads(sys.argv[3])]); store.mark_indexed([obs.id]); index.close()"

@@ -14,15 +14,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import BrokenBackend, SlowBackend
 
-from agent.clips import Appearance, write_clip
-from agent.config import Settings
-from agent.engine import Engine
-from agent.errors import ScenewatchError
-from agent.watch import WatchSummary, run_watch, source_slug
-from memory.store import Observation, Store
+from agent.bench.clips import Appearance, write_clip
+from agent.core.config import Settings
+from agent.core.errors import ScenewatchError
+from agent.pipeline.stats import WatchSummary
+from agent.pipeline.watch import run_watch, source_slug
+from agent.sources import SourceReader
+from memory.observation import Observation
+from memory.store import Store
 from tools.look import grab
 from tools.vision.base import VisionRequest, VisionResult
+from tools.vision.engine import Engine
 from tools.vision.scripted import ScriptedBackend
 
 ANSWER = '{"summary": "frame %d", "people": 0, "objects": [], "actions": [], "changes": "", "answers": %s}'
@@ -117,7 +121,7 @@ def test_files_are_stored_under_their_absolute_path_and_found_from_anywhere(
     assert len(store.between(source=absolute)) == store.count() == summary.analysed > 0
     assert {json.loads(line)["source"] for line in jsonl.read_text().splitlines()} == {absolute}
     monkeypatch.chdir(tmp_path)  # another directory: the stored name still finds the file
-    image, when = grab(store, store.recent(None, 1)[0].source, 64)
+    image, when = grab(store, SourceReader(store), store.recent(None, 1)[0].source, 64)
     assert image.size and when.startswith("video")
     with pytest.raises(ScenewatchError, match="twice"):
         watch([absolute, os.path.relpath(synthetic_clip)], settings, counting_backend())
@@ -209,23 +213,13 @@ def test_bad_files_raise_clear_errors_and_close_the_listeners(tmp_path: Path, sy
         watch([synthetic_clip, synthetic_clip], settings, counting_backend())
 
 
-class SlowBackend(ScriptedBackend):
-    def __init__(self, delay: float) -> None:
-        super().__init__(default='{"summary": "slow"}')
-        self.delay = delay
-
-    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
-        time.sleep(self.delay)
-        return super().generate(requests)
-
-
 def test_stop_abandons_queued_work_and_keeps_what_was_committed(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "busy.mp4", duration_s=30.0, appearances=tuple(
         Appearance(t, t + 1.0, (0, 0, 255 - 8 * t)) for t in range(0, 30, 2)
     ))  # fmt: skip
     settings = Settings(home=tmp_path / "home", pipeline_depth=4, batch_size=1, heartbeat_s=1.0)
     stop = threading.Event()
-    backend = SlowBackend(0.1)
+    backend = SlowBackend(0.1, default='{"summary": "slow"}')
     threading.Timer(0.5, stop.set).start()
     summary, store = watch([clip], settings, backend, stop=stop)
     assert stop.is_set() and summary.sampled < 30
@@ -240,7 +234,7 @@ def test_hurry_abandons_the_answers_in_flight_without_waiting_for_them(
     settings = Settings(home=tmp_path / "home", pipeline_depth=4, batch_size=2)
     store = Store(settings.db_path)
     stop, hurry = threading.Event(), threading.Event()
-    engine = Engine(SlowBackend(3.0), batch_size=2, batch_wait_ms=0)
+    engine = Engine(SlowBackend(3.0, default='{"summary": "slow"}'), batch_size=2, batch_wait_ms=0)
     threading.Timer(0.5, lambda: (stop.set(), hurry.set())).start()
     started = time.monotonic()
     try:
@@ -295,11 +289,6 @@ def test_a_folder_of_unreadable_images_is_fruitless(tmp_path: Path) -> None:
     summary, _ = watch([folder], Settings(home=tmp_path / "home", frame_interval_s=1.0), counting_backend())
     assert "no image could be read" in summary.errors[str(folder)]
     assert summary.failed == 3 and summary.fruitless
-
-
-class BrokenBackend(ScriptedBackend):
-    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
-        raise RuntimeError("CUDA error: device-side assert")
 
 
 def test_a_model_that_fails_every_frame_is_fruitless_and_a_quiet_scene_is_not(

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from helpers import BrokenBackend, UseBackend
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.commands.watch import watch_questions
-from agent.errors import ScenewatchError
+from agent.cli.app import app
+from agent.cli.watch import watch_questions
+from agent.core.errors import ScenewatchError
 from memory.store import Store
-from tools.vision.base import VisionRequest, VisionResult
 from tools.vision.scripted import ScriptedBackend
 
 
@@ -82,25 +81,24 @@ def test_watch_a_clip_with_the_tiny_model(
     assert "sampled" in result.output and "40" in result.output  # 20 s at 500 ms
 
 
-class BrokenBackend(ScriptedBackend):
-    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
-        raise RuntimeError("CUDA error: device-side assert")
-
-
 @pytest.mark.parametrize(("backend", "exit_code"), [(BrokenBackend(), 1), (ScriptedBackend(default="{}"), 0)])
 def test_exit_1_only_when_nothing_could_be_analysed(
-    synthetic_clip: Path, monkeypatch: pytest.MonkeyPatch, backend: ScriptedBackend, exit_code: int
+    synthetic_clip: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: ScriptedBackend,
+    exit_code: int,
+    use_backend: UseBackend,
 ) -> None:
-    monkeypatch.setattr("agent.commands.watch.make_backend", lambda cfg: backend)
+    use_backend(backend)
     result = CliRunner().invoke(app, ["watch", str(synthetic_clip), "--heartbeat", "1m"])
     assert result.exit_code == exit_code, result.output
 
 
 def test_a_relative_path_is_stored_absolute_and_shown_by_its_name(
-    synthetic_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    synthetic_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_backend: UseBackend
 ) -> None:
     monkeypatch.chdir(synthetic_clip.parent)
-    monkeypatch.setattr("agent.commands.watch.make_backend", lambda cfg: ScriptedBackend(default="{}"))
+    use_backend(ScriptedBackend(default="{}"))
     db = tmp_path / "obs.db"
     result = CliRunner().invoke(app, ["watch", synthetic_clip.name, "--heartbeat", "1m", "--db", str(db)])
     assert result.exit_code == 0, result.output

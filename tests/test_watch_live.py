@@ -18,13 +18,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import UseBackend
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.config import Settings
-from agent.engine import Engine
-from agent.watch import WatchSummary, run_watch
+from agent.cli.app import app
+from agent.core.config import Settings
+from agent.pipeline.stats import WatchSummary
+from agent.pipeline.watch import run_watch
 from memory.store import Store
+from tools.vision.engine import Engine
 from tools.vision.scripted import ScriptedBackend
 
 
@@ -151,7 +153,7 @@ def test_a_stream_that_goes_away_is_reconnected_past_the_give_up_time_and_nothin
 def start_cli_watch(tiny_checkpoint: Path, folder: Path, *sources: str) -> subprocess.Popen[str]:
     """``scenewatch watch`` of ``sources`` with the tiny model, into folder/watch.db and watch.jsonl."""
     env = {**os.environ, "SCENEWATCH_HOME": str(folder / "home"), "SCENEWATCH_MAX_NEW_TOKENS": "8"}
-    command = [sys.executable, "-c", "from agent.cli import main; main()", "watch", *sources]
+    command = [sys.executable, "-c", "from agent.cli.app import main; main()", "watch", *sources]
     options = ["--model", str(tiny_checkpoint), "--device", "cpu", "--max-side", "64", "--every", "200ms"]
     options += ["--heartbeat", "500ms", "--db", str(folder / "watch.db")]
     options += ["--jsonl", str(folder / "watch.jsonl")]
@@ -264,10 +266,10 @@ def test_a_dead_url_is_given_up_and_the_other_sources_go_on(synthetic_clip: Path
 
 
 def test_the_cli_fails_when_every_source_was_given_up(
-    synthetic_clip: Path, monkeypatch: pytest.MonkeyPatch
+    synthetic_clip: Path, monkeypatch: pytest.MonkeyPatch, use_backend: UseBackend
 ) -> None:
     monkeypatch.setenv("SCENEWATCH_STREAM_GIVE_UP_S", "1")
-    monkeypatch.setattr("agent.commands.watch.make_backend", lambda cfg: ScriptedBackend(default="{}"))
+    use_backend(ScriptedBackend(default="{}"))
     url = dead_url()
     alone = CliRunner().invoke(app, ["watch", url])
     assert alone.exit_code == 1 and "no frame in 1 s" in alone.output

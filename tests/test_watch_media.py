@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.config import Settings
-from agent.engine import Engine
+from agent.cli.app import app
+from agent.core.config import Settings
+from agent.pipeline.watch import run_watch
 from agent.sources import VideoFileSource
-from agent.watch import run_watch
 from memory.store import Store
+from tools.vision.engine import Engine
 from tools.vision.scripted import ScriptedBackend
 
 pytestmark = pytest.mark.media

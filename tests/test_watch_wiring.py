@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
+CLI = [sys.executable, "-c", "from agent.cli.app import main; main()"]
 
 RULES = """\
 questions:
