@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def scenewatch(home: Path, *args: str) -> None:
     """Run one scenewatch command as a user would, and stop the demo if it fails."""
-    command = [sys.executable, "-c", "from agent.cli import main; main()", "--home", str(home), *args]
+    command = [sys.executable, "-c", "from agent.cli.app import main; main()", "--home", str(home), *args]
     print(f"\n$ scenewatch --home {home} {' '.join(args)}", flush=True)
     if subprocess.run(command, cwd=ROOT).returncode != 0:
         sys.exit(f"demo step failed: scenewatch {' '.join(args)}")
@@ -37,7 +37,7 @@ def main() -> None:
     media = Path(os.environ.get("SCENEWATCH_TEST_MEDIA", ROOT.parent / "shared" / "data"))
     clip = media / "shopfront_cctv.mp4"
     if not clip.is_file():
-        from agent.clips import write_clip
+        from agent.bench.clips import write_clip
 
         home.mkdir(parents=True, exist_ok=True)
         clip = write_clip(home / "synthetic.mp4", duration_s=30.0)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from agent.commands.common import configure_logging, console
-from agent.config import load_settings
-from memory.knowledge import KnowledgeBase
+from agent.cli.common import configure_logging, console
+from agent.core.config import load_settings
+from memory.knowledge.knowledge_base import KnowledgeBase
 from tools.troubleshoot import troubleshoot
-from tools.vision.factory import make_backend
 from tools.vision.images import load_image
+from tools.vision.registry import make_backend
 from tools.vision.tiny import build_tiny_checkpoint
 
 MANUALS = Path(__file__).resolve().parent / "manuals"
