@@ -187,7 +187,40 @@ class Outbox:
         rows = self.store.execute(
             f"SELECT * FROM events {where} ORDER BY ts DESC, id DESC LIMIT ?", [*params, limit]
         )
-        documents = {row["id"]: {**event_document(row), "deliveries": []} for row in reversed(rows)}
+        return self._with_deliveries(list(reversed(rows)))
+
+    def after(self, event_id: int, *, source: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Events committed after ``event_id`` (of one source), by id, as :meth:`events` gives them."""
+        clause, params = ("AND source = ?", [source]) if source is not None else ("", [])
+        rows = self.store.execute(
+            f"SELECT * FROM events WHERE id > ? {clause} ORDER BY id LIMIT ?", [event_id, *params, limit]
+        )
+        return self._with_deliveries(rows)
+
+    def get(self, event_id: int) -> dict[str, Any] | None:
+        """One event as :meth:`events` gives it, or None."""
+        found = self._with_deliveries(self.store.execute("SELECT * FROM events WHERE id = ?", (event_id,)))
+        return found[0] if found else None
+
+    def last_id(self) -> int:
+        """The id of the latest event (0 when there is none)."""
+        return int(self.store.execute("SELECT COALESCE(MAX(id), 0) FROM events")[0][0])
+
+    def raised(self) -> list[tuple[str, str, int]]:
+        """``(source, rule, count)`` of every event recorded."""
+        rows = self.store.execute("SELECT source, rule, COUNT(*) FROM events GROUP BY source, rule")
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def deliveries_by_sink(self) -> list[tuple[str, int, int]]:
+        """``(sink, delivered, pending)`` over the outbox."""
+        rows = self.store.execute(
+            "SELECT sink, COUNT(delivered_at), COUNT(*) - COUNT(delivered_at) FROM outbox GROUP BY sink"
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def _with_deliveries(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
+        """Event documents of ``rows`` (in their order), each with its ``deliveries``."""
+        documents = {row["id"]: {**event_document(row), "deliveries": []} for row in rows}
         if documents:
             marks = ", ".join("?" * len(documents))
             for row in self.store.execute(

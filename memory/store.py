@@ -189,6 +189,41 @@ class Store:
         rows = self.execute(f"SELECT * FROM observations {where} ORDER BY ts, id{tail}", params)
         return [_row_to_observation(row) for row in rows]
 
+    def page(
+        self,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_id: int | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+        newest_first: bool = False,
+    ) -> list[Observation]:
+        """Up to ``limit`` observations by id (oldest first, or newest first), of one source, in a
+        time range (inclusive), with ids after ``after_id`` and before ``before_id``: cursor paging."""
+        clauses, params = ["1"], []
+        for clause, value in (
+            ("source = ?", source),
+            ("ts >= ?", since),
+            ("ts <= ?", until),
+            ("id > ?", after_id),
+            ("id < ?", before_id),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        order = "DESC" if newest_first else "ASC"
+        rows = self.execute(
+            f"SELECT * FROM observations WHERE {' AND '.join(clauses)} ORDER BY id {order} LIMIT ?",
+            [*params, int(limit)],
+        )
+        return [_row_to_observation(row) for row in rows]
+
+    def last_id(self) -> int:
+        """The id of the latest observation (0 when there is none)."""
+        return int(self.execute("SELECT COALESCE(MAX(id), 0) FROM observations")[0][0])
+
     def unindexed_ids(self, after_id: int = 0, limit: int = 1000) -> list[int]:
         """Ids of committed observations not yet in the vector index, after ``after_id``, in order."""
         rows = self.execute(

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from platformdirs import user_data_dir
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.core.durations import parse_duration
 from agent.core.errors import ScenewatchError
@@ -52,6 +52,13 @@ def _seconds(value: Any) -> Any:
         return parse_duration(value)
     except ScenewatchError as exc:
         raise PydanticCustomError("duration", "{problem}", {"problem": str(exc)}) from None
+
+
+def _words(value: Any) -> Any:
+    """A list from a comma-separated string (an environment variable); lists pass."""
+    if isinstance(value, str):
+        return [word.strip() for word in value.split(",") if word.strip()]
+    return value
 
 
 Device = Annotated[str, BeforeValidator(_device)]
@@ -145,6 +152,24 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="longest retry delay of a delivery"
     )
     events_close_s: Seconds = Field(default=5.0, ge=0, description="time for a last delivery attempt at exit")
+
+    # Service (`scenewatch serve`): the HTTP API.
+    api_host: str = Field(default="127.0.0.1", description="address the API listens on")
+    api_port: int = Field(default=8765, ge=0, le=65535, description="port the API listens on (0: any free)")
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token the API requires (required off loopback)"
+    )
+    api_cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_words)] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser (comma-separated)"
+    )
+    api_max_upload_bytes: int = Field(
+        default=10 * 2**20, ge=1024, description="largest image upload (look, troubleshoot)"
+    )
+    api_max_body_bytes: int = Field(default=2**20, ge=1024, description="largest JSON request body")
+    api_stream_ping_s: Seconds = Field(default=15.0, gt=0, le=3600, description="SSE keep-alive interval")
+    api_shutdown_grace_s: Seconds = Field(
+        default=5.0, ge=0, le=3600, description="time open requests get to finish at shutdown"
+    )
 
     @property
     def db_path(self) -> Path:

@@ -1,13 +1,15 @@
 """One watch's parts wired in their documented order: the store, the listeners, the engine.
 
-``open_pipeline`` is what ``scenewatch watch``, the benchmarks and the tests share (and later the
-service): the listeners run in the order docs/ARCHITECTURE.md gives (episode tracker, indexer,
-rules engine), and everything is closed in reverse when the block ends.
+``open_pipeline`` is what ``scenewatch watch``, ``scenewatch serve``, the benchmarks and the tests
+share: the listeners run in the order docs/ARCHITECTURE.md gives (episode tracker, indexer, rules
+engine), and everything is closed in reverse when the block ends. A watch runs a fixed list of
+sources to its end (:meth:`Pipeline.watch`); the service keeps a :class:`~agent.pipeline.watch.Watcher`
+whose sources come and go (:meth:`Pipeline.watcher`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +19,7 @@ from agent.events.rule_engine import RuleEngine
 from agent.events.ruleset import RuleSet
 from agent.pipeline.listeners import ObservationListener
 from agent.pipeline.stats import WatchSummary
-from agent.pipeline.watch import run_watch
+from agent.pipeline.watch import Watcher, run_watch
 from memory.episodes import EpisodeTracker
 from memory.indexer import Indexer
 from memory.store import Store
@@ -36,7 +38,7 @@ class Pipeline:
     listeners: list[ObservationListener] = field(default_factory=list)
     questions: dict[str, str] = field(default_factory=dict)
     abandon: bool = False  # set when the model may still be on a batch nobody waits for
-    watched: bool = False  # run_watch has closed the listeners
+    watched: bool = False  # a watch or a watcher closes the listeners
 
     def watch(self, sources: Sequence[str], **options: Any) -> WatchSummary:
         """:func:`~agent.pipeline.watch.run_watch` of ``sources`` with these parts (it closes the
@@ -44,6 +46,19 @@ class Pipeline:
         self.watched = True
         return run_watch(
             list(sources),
+            self.settings,
+            engine=self.engine,
+            store=self.store,
+            questions=self.questions,
+            listeners=self.listeners,
+            **options,
+        )
+
+    def watcher(self, **options: Any) -> Watcher:
+        """A :class:`~agent.pipeline.watch.Watcher` with these parts, its sources to be started (its
+        ``close`` closes the listeners)."""
+        self.watched = True
+        return Watcher(
             self.settings,
             engine=self.engine,
             store=self.store,
@@ -61,10 +76,12 @@ def open_pipeline(
     questions: dict[str, str] | None = None,
     backend: VisionBackend | None = None,
     memory: bool = True,
+    instrument: Callable[[VisionBackend], VisionBackend] | None = None,
 ) -> Iterator[Pipeline]:
     """The store at ``settings.db_path``; with ``memory``, the episode tracker and the indexer; the
     rules engine of ``ruleset``; then the engine over ``backend`` (default: the one the settings
-    name, loaded last so that a bad store or rules file costs no model load).
+    name, loaded last so that a bad store or rules file costs no model load), wrapped by
+    ``instrument`` when given (the service's metrics).
 
     The watch questions are the ruleset's, then ``questions``. At the end the engine is closed
     (unless ``pipeline.abandon`` was set: a batch may still be running) and the store last.
@@ -77,8 +94,9 @@ def open_pipeline(
             listeners.append(Indexer(store, settings))
         if ruleset is not None:
             listeners.append(RuleEngine(ruleset, store, settings))
+        vision = backend or make_backend(settings)
         engine = Engine(
-            backend or make_backend(settings),
+            instrument(vision) if instrument is not None else vision,
             batch_size=settings.batch_size,
             batch_wait_ms=settings.batch_wait_ms,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +47,7 @@ class SourceStats(_LatencyFigures):
     error: str | None = None
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_HISTORY))
     latency_total_ms: float = 0.0
+    gate_reasons: Counter[str] = field(default_factory=Counter)  # sampled frames by the gate's reason
 
     def add_latency(self, ms: float) -> None:
         self.latencies_ms.append(ms)

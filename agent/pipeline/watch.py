@@ -22,6 +22,10 @@ queue, and dropping them would leave holes in the log when the model is slow.
 Stopping: ``stop`` ends the sampling; the requests the engine has not started are abandoned
 and the answers in flight are committed. ``hurry`` (set after ``stop``) abandons those too:
 no thread waits for the model any more.
+
+Orchestration: a :class:`Watcher` runs sources side by side on one engine, store, window and
+listener set, and sources can be started and stopped while it runs, each with a stop event of its
+own (``scenewatch serve``); :func:`run_watch` is a watcher over a fixed list, run to its end.
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -61,6 +65,9 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.1
 """How often a thread waiting for an answer or a worker checks whether to stop waiting."""
+
+FrameCallback = Callable[[str, Frame], None]
+"""Called with (source name, frame) for every sampled frame, before the gate (event clips)."""
 
 
 def source_slug(source: str) -> str:
@@ -90,9 +97,10 @@ class _Shared:
     listeners: Sequence[ObservationListener]
     jsonl: IO[str] | None
     on_update: UpdateCallback | None
-    stop: threading.Event
+    stop: threading.Event  # each worker has its own copy of _Shared with its own stop event
     hurry: threading.Event
     commit_lock: threading.Lock = field(default_factory=threading.Lock)
+    on_frame: FrameCallback | None = None
 
 
 class _SourceWorker:
@@ -132,7 +140,9 @@ class _SourceWorker:
         for frame in self.source.frames(shared.stop):
             self.stats.sampled += 1
             self.stats.video_s = self.source.video_s
+            self._hand_on(frame)
             decision = self.gate.check(frame.image, frame.ts if frame.video_t is None else frame.video_t)
+            self.stats.gate_reasons[decision.reason] += 1
             if not decision.analyse:
                 self.stats.skipped += 1
                 self._notify(None)
@@ -247,6 +257,13 @@ class _SourceWorker:
             return None
         return str(path)
 
+    def _hand_on(self, frame: Frame) -> None:
+        if self.shared.on_frame is not None:
+            try:
+                self.shared.on_frame(self.source.name, frame)
+            except Exception:  # a frame consumer must not stop the watch
+                log.exception("%s: the frame callback failed", self.source.name)
+
     def _notify(self, obs: Observation | None) -> None:
         if self.shared.on_update is not None:
             try:
@@ -264,6 +281,168 @@ def _when(item: _Pending) -> str:
     )
 
 
+class _Resumed:
+    """A file or folder source picked up where an earlier watch of it left off: the frames up to
+    ``after`` seconds of video are read but not handed on (they were analysed then)."""
+
+    def __init__(self, source: FrameSource, after: float) -> None:
+        self.inner, self.after = source, after
+        self.name, self.live = source.name, source.live
+
+    @property
+    def unreadable(self) -> int:
+        return self.inner.unreadable
+
+    @property
+    def video_s(self) -> float:
+        return self.inner.video_s
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        for frame in self.inner.frames(stop):
+            if frame.video_t is None or frame.video_t > self.after:
+                yield frame
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def open_watched(name: str, settings: Settings, start_ts: float) -> FrameSource:
+    """Open the source stored under ``name`` with the watch settings (ScenewatchError when it cannot)."""
+    return open_source(
+        name,
+        every_s=settings.every_s,
+        start_ts=start_ts,
+        frame_interval_s=settings.frame_interval_s,
+        reconnect_max_s=settings.reconnect_max_s,
+        timeout_s=settings.stream_timeout_s,
+        give_up_s=settings.stream_give_up_s,
+    )
+
+
+EndCallback = Callable[["_SourceWorker"], None]
+"""Called on the source's thread when its watch ended (the file ended, an error, or a stop)."""
+
+
+class Watcher:
+    """Sources watched side by side on one engine, store, recent window and listener set.
+
+    :meth:`start` adds an opened source at any time; :meth:`stop_source` ends one (its answers in
+    flight are committed); :meth:`stop` ends all, and ``stop`` (when given) does too once
+    :meth:`wait` sees it. :meth:`close` stops, waits and closes the listeners; the engine, the
+    store and the JSONL file belong to the caller.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine,
+        store: Store,
+        questions: Mapping[str, str] | None = None,
+        listeners: Sequence[ObservationListener] = (),
+        jsonl: IO[str] | None = None,
+        on_update: UpdateCallback | None = None,
+        on_frame: FrameCallback | None = None,
+        on_end: EndCallback | None = None,
+        stop: threading.Event | None = None,
+        hurry: threading.Event | None = None,
+    ) -> None:
+        self.stop_event = stop or threading.Event()
+        self.shared = _Shared(
+            settings,
+            engine,
+            store,
+            RecentWindow(settings.window),
+            questions or {},
+            listeners,
+            jsonl,
+            on_update,
+            self.stop_event,
+            hurry or threading.Event(),
+            on_frame=on_frame,
+        )
+        self.on_end = on_end
+        self._workers: dict[str, _SourceWorker] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self, source: FrameSource, *, after_video_t: float | None = None) -> _SourceWorker:
+        """Watch an opened source on a thread of its own (a file from ``after_video_t`` seconds on).
+
+        ScenewatchError when a source of that name is still being watched (the source is closed).
+        """
+        with self._lock:
+            running = self._workers.get(source.name)
+            if self._closed or (running is not None and not running.done.is_set()):
+                source.close()
+                what = "the watch is closing" if self._closed else "it is already being watched"
+                raise ScenewatchError(f"cannot watch {source.name}: {what}")
+            self.shared.window.seed(self.shared.store, [source.name])
+            own = replace(self.shared, stop=threading.Event())
+            if self.stop_event.is_set():
+                own.stop.set()
+            watched = source if after_video_t is None else _Resumed(source, after_video_t)
+            worker = _SourceWorker(watched, own)
+            self._workers[source.name] = worker
+        threading.Thread(target=self._run, args=(worker,), name=f"watch-{source.name}", daemon=True).start()
+        return worker
+
+    def _run(self, worker: _SourceWorker) -> None:
+        worker.run()
+        if self.on_end is not None:
+            try:
+                self.on_end(worker)
+            except Exception:
+                log.exception("%s: the end-of-watch callback failed", worker.source.name)
+
+    @property
+    def workers(self) -> dict[str, _SourceWorker]:
+        """Every source started so far (the latest worker of each name), running or ended."""
+        with self._lock:
+            return dict(self._workers)
+
+    def stop_source(self, name: str, timeout: float | None = None) -> bool:
+        """End one source's watch; True once its worker is done (within ``timeout``, if given)."""
+        worker = self.workers.get(name)
+        if worker is None:
+            return True
+        worker.shared.stop.set()
+        return worker.done.wait(timeout)
+
+    def stop(self) -> None:
+        """End every source's watch (the answers in flight are still committed)."""
+        self.stop_event.set()
+        for worker in self.workers.values():
+            worker.shared.stop.set()
+
+    def hurry(self) -> None:
+        """After :meth:`stop`: abandon the answers in flight too."""
+        self.shared.hurry.set()
+
+    def wait(self) -> None:
+        """Wait until every source started so far is done; ``stop`` set meanwhile stops them all.
+
+        In short steps on the workers' ``done`` events, so signal handlers run meanwhile (not
+        ``Thread.join``: on Python 3.11 an exception raised by a signal handler inside ``join``
+        can mark a running thread as finished, bpo-45274).
+        """
+        for worker in self.workers.values():
+            while not worker.done.is_set():
+                if self.stop_event.is_set():
+                    self.stop()
+                worker.done.wait(POLL_S)
+
+    def close(self) -> None:
+        """Stop every source, wait for them, then close the listeners (once)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.stop()
+        self.wait()
+        _close_listeners(self.shared.listeners)
+
+
 def run_watch(
     sources: list[str],
     settings: Settings,
@@ -274,6 +453,7 @@ def run_watch(
     listeners: Sequence[ObservationListener] = (),
     jsonl: Path | None = None,
     on_update: UpdateCallback | None = None,
+    on_frame: FrameCallback | None = None,
     stop: threading.Event | None = None,
     hurry: threading.Event | None = None,
 ) -> WatchSummary:
@@ -286,7 +466,8 @@ def run_watch(
     finds those up front, before a model loads. A live source that sends no frame within
     ``stream_give_up_s`` ends with an error too; once one has come, it retries for ever.
     Setting ``hurry`` after ``stop`` abandons the answers still in flight (module docstring).
-    The listeners are closed at the end; the engine and the store belong to the caller.
+    ``on_frame(source, frame)`` sees every sampled frame. The listeners are closed at the end;
+    the engine and the store belong to the caller.
     """
     stop = stop or threading.Event()
     names = _unique_names(sources)
@@ -295,53 +476,35 @@ def run_watch(
     jsonl_file: IO[str] | None = None
     try:
         for name in names:
-            opened.append(
-                open_source(
-                    name,
-                    every_s=settings.every_s,
-                    start_ts=start_ts,
-                    frame_interval_s=settings.frame_interval_s,
-                    reconnect_max_s=settings.reconnect_max_s,
-                    timeout_s=settings.stream_timeout_s,
-                    give_up_s=settings.stream_give_up_s,
-                )
-            )
+            opened.append(open_watched(name, settings, start_ts))
         jsonl_file = _open_jsonl(jsonl) if jsonl is not None else None
     except BaseException:
         for source in opened:
             source.close()
         _close_listeners(listeners)
         raise
-    window = RecentWindow(settings.window)
-    window.seed(store, names)
     batches_before = engine.stats.batches
-    shared = _Shared(
+    watcher = Watcher(
         settings,
-        engine,
-        store,
-        window,
-        questions or {},
-        listeners,
-        jsonl_file,
-        on_update,
-        stop,
-        hurry or threading.Event(),
+        engine=engine,
+        store=store,
+        questions=questions,
+        listeners=listeners,
+        jsonl=jsonl_file,
+        on_update=on_update,
+        on_frame=on_frame,
+        stop=stop,
+        hurry=hurry,
     )
-    workers = [_SourceWorker(source, shared) for source in opened]
-    threads = [
-        threading.Thread(target=worker.run, name=f"watch-{worker.source.name}", daemon=True)
-        for worker in workers
-    ]
     try:
-        for thread in threads:
-            thread.start()
-        _join(workers)
+        workers = [watcher.start(source) for source in opened]
+        watcher.wait()
     except KeyboardInterrupt:
-        stop.set()
-        _join(workers)
+        watcher.stop()
+        watcher.wait()
         raise
     finally:
-        _close_listeners(listeners)
+        watcher.close()
         if jsonl_file is not None:
             jsonl_file.close()
     return WatchSummary(
@@ -368,17 +531,6 @@ def _open_jsonl(path: Path) -> IO[str]:
         return path.open("a", encoding="utf-8")
     except OSError as exc:
         raise ScenewatchError(f"cannot write {path}: {exc}") from exc
-
-
-def _join(workers: Sequence[_SourceWorker]) -> None:
-    """Wait until every worker is done, in short steps so signal handlers run meanwhile.
-
-    Their ``done`` events, not ``Thread.join``: on Python 3.11 an exception raised by a signal
-    handler inside ``join`` can mark a running thread as finished (bpo-45274).
-    """
-    for worker in workers:
-        while not worker.done.wait(POLL_S):
-            pass
 
 
 def _close_listeners(listeners: Sequence[ObservationListener]) -> None:

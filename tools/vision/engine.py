@@ -96,6 +96,11 @@ class Engine:
                 self._queue.put(_Job(request, future, deadline, tag))
         return future
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the model (not yet in a batch)."""
+        return self._queue.qsize()
+
     def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
         """Submit several requests and wait for all of them (the backend protocol)."""
         futures = [self.submit(request) for request in requests]
