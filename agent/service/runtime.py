@@ -87,7 +87,6 @@ class Service:
         recorded.ensure_schema(self.reader)
         self.outbox = Outbox(self.reader)
         self.commits = CommitSignal()
-        self.metrics = ServiceMetrics(self)
         self.failure: str | None = None
         self.on_failure: Callable[[str], None] | None = None
         self._ready = threading.Event()
@@ -101,6 +100,7 @@ class Service:
         self._seen: dict[str, _Seen] = {}
         self._vectors: VectorIndex | None = None
         self._vectors_lock = threading.Lock()
+        self.metrics = ServiceMetrics(self)
 
     # -- life cycle -------------------------------------------------------------------------
 
