@@ -35,13 +35,16 @@ rules:
     sinks: [log]
 """
 
-def frame_counter() -> ScriptedBackend:
-    """A vision backend that numbers its answers and sees the red box of the synthetic clip."""
+
+def frame_counter(delay: float = 0.0) -> ScriptedBackend:
+    """A vision backend that numbers its answers and sees the red box of the synthetic clip
+    (``delay`` seconds per request: the observations come one by one)."""
     counter = itertools.count()
 
     def answer(request: VisionRequest) -> str:
         import numpy as np
 
+        time.sleep(delay)
         pixels = np.asarray(request.images[-1].convert("RGB")).astype(int) if request.images else None
         red = pixels is not None and (
             ((pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).mean() > 0.05

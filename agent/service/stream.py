@@ -114,7 +114,7 @@ def read_after(
 
     Events are read first: every event read then has its observation committed before it, so the
     observations read next include it, unless they were cut at :data:`BATCH`; then the events of
-    later observations wait for the next read.
+    later observations wait for the next read. Each event is sent right after its observation.
     """
     events = outbox.after(cursor.event, source=source, limit=BATCH) if "event" in kinds else []
     observations = (
@@ -125,13 +125,17 @@ def read_after(
         last = observations[-1].id or 0
         cut = next((i for i, event in enumerate(events) if (event["observation_id"] or 0) > last), None)
         events = events if cut is None else events[:cut]
+    rows: list[tuple[tuple[int, int, int], Kind, dict[str, Any]]] = [
+        ((obs.id or 0, 0, 0), "observation", observation_document(obs)) for obs in observations
+    ]
+    rows += [((event["observation_id"] or 0, 1, event["id"]), "event", event) for event in events]
     messages: list[tuple[Kind, dict[str, Any], Cursor]] = []
-    for obs in observations:
-        cursor = Cursor(obs.id or cursor.observation, cursor.event)
-        messages.append(("observation", observation_document(obs), cursor))
-    for event in events:
-        cursor = Cursor(cursor.observation, event["id"])
-        messages.append(("event", event, cursor))
+    for _, kind, data in sorted(rows, key=lambda row: row[0]):  # each event right after its observation
+        if kind == "observation":
+            cursor = Cursor(data["id"], cursor.event)
+        else:
+            cursor = Cursor(cursor.observation, data["id"])
+        messages.append((kind, data, cursor))
     return messages, more
 
 
