@@ -31,12 +31,16 @@ log = logging.getLogger(__name__)
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (port 0: any free one); ScenewatchError when it cannot."""
+    """A listening socket on ``host:port`` (port 0: any free one); ScenewatchError when it cannot.
+
+    Bound before anything loads: a port in use is a one-line error, and the address is known.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host.strip("[]"), port))
+        sock.listen(2048)  # connections wait in the backlog until uvicorn serves them
     except OSError as exc:
         sock.close()
         raise ScenewatchError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
