@@ -126,7 +126,9 @@ def router(settings: Settings) -> APIRouter:
             )
         return await run_in_threadpool(_answer, service, question, topic)
 
-    @api.post("/look", summary="Describe an uploaded image, as `look --json`")
+    upload_limit = settings.api_max_upload_bytes
+
+    @api.post("/look", summary="Describe an uploaded image, as `look --json`", max_body_size=upload_limit)
     async def look(
         service: ServiceDep,
         image: Annotated[UploadFile, File(description="The image (JPEG, PNG, ...).")],
@@ -151,6 +153,7 @@ def router(settings: Settings) -> APIRouter:
     @api.post(
         "/troubleshoot",
         summary="Troubleshoot a device from a photo and the manuals, as `troubleshoot --json`",
+        max_body_size=upload_limit,
     )
     async def troubleshoot(
         service: ServiceDep,
