@@ -67,7 +67,7 @@ class Served:
     url: str
     client: httpx.Client
 
-    def wait_for(self, check: Callable[[], Any], timeout: float = 30.0, what: str = "the condition") -> Any:
+    def wait_for(self, check: Callable[[], Any], timeout: float = 60.0, what: str = "the condition") -> Any:
         """Poll ``check`` until it returns something true (bounded in time)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -227,5 +227,47 @@ def bench_memory(
     console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
 
 
+@bench_app.command("api")
+def bench_api(
+    observations: Annotated[int, typer.Option(min=100, help="Synthetic observations to store.")] = 100_000,
+    requests: Annotated[int, typer.Option(min=10, help="Timed requests of each kind.")] = 200,
+    clients: Annotated[int, typer.Option(min=1, max=500, help="SSE clients on the live stream.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """API latency (observations, timeline, recall) over a large store; SSE clients missing nothing."""
+    from agent.bench.api import run_api_bench
+
+    parts = ["scenewatch", "bench", "api", "--observations", str(observations), "--requests", str(requests)]
+    command = shlex.join([*parts, "--clients", str(clients), *(["--json"] if as_json else [])])
+    with progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        report = {
+            "command": command,
+            **run_api_bench(observations, settings(), requests=requests, clients=clients, progress=progress),
+        }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table("endpoint", "p50 ms", "p95 ms", "max ms", "requests")
+    for name, figures in report["latency"].items():
+        table.add_row(name, *(str(figures[key]) for key in ("p50_ms", "p95_ms", "max_ms", "requests")))
+    console.print(table)
+    stream = report["stream"]
+    console.print(
+        f"stream: {stream['clients_complete']} of {stream['clients']} clients got all "
+        f"{stream['observations']} observations and {stream['events']} events in order; "
+        f"missed {stream['missed']}, "
+        f"duplicates {stream['duplicates']}",
+        highlight=False,
+    )
+    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

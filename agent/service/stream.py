@@ -112,25 +112,27 @@ def read_after(
 ) -> tuple[list[tuple[Kind, dict[str, Any], Cursor]], bool]:
     """The messages after ``cursor`` (each with the cursor after it), and whether more are waiting.
 
-    Events are read first: every event read then has its observation committed before it, so the
-    observations read next include it, unless they were cut at :data:`BATCH`; then the events of
-    later observations wait for the next read. Each event is sent right after its observation.
+    Observations are read first, then events. The watch commits an observation and the events its
+    rules raise before it commits the next observation, so the events read include those of every
+    observation read but the last (whose events may come in the next read, still before any later
+    observation); events of observations not read yet wait for the next read. Each event is sent
+    right after its observation.
     """
-    events = outbox.after(cursor.event, source=source, limit=BATCH) if "event" in kinds else []
     observations = (
         store.page(after_id=cursor.observation, source=source, limit=BATCH) if "observation" in kinds else []
     )
+    events = outbox.after(cursor.event, source=source, limit=BATCH) if "event" in kinds else []
     more = len(events) == BATCH or len(observations) == BATCH
-    if len(observations) == BATCH:
-        last = observations[-1].id or 0
-        cut = next((i for i, event in enumerate(events) if (event["observation_id"] or 0) > last), None)
+    if "observation" in kinds:
+        sent = max([cursor.observation, *(obs.id or 0 for obs in observations)])
+        cut = next((i for i, event in enumerate(events) if (event["observation_id"] or 0) > sent), None)
         events = events if cut is None else events[:cut]
     rows: list[tuple[tuple[int, int, int], Kind, dict[str, Any]]] = [
         ((obs.id or 0, 0, 0), "observation", observation_document(obs)) for obs in observations
     ]
     rows += [((event["observation_id"] or 0, 1, event["id"]), "event", event) for event in events]
     messages: list[tuple[Kind, dict[str, Any], Cursor]] = []
-    for _, kind, data in sorted(rows, key=lambda row: row[0]):  # each event right after its observation
+    for _, kind, data in sorted(rows, key=lambda row: row[0]):
         if kind == "observation":
             cursor = Cursor(data["id"], cursor.event)
         else:
