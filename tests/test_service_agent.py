@@ -70,6 +70,8 @@ def test_bad_questions_are_clear_errors(api: Served) -> None:
     assert api.client.post("/api/ask", json={}).status_code == 422
     unknown = api.client.post("/api/ask", json={"question": "hi", "source": "nowhere.mp4"})
     assert unknown.status_code == 404 and "nowhere.mp4" in unknown.json()["error"]
-    cut = api.client.post("/api/ask", content=b'{"question": "hi', headers={"content-type": "application/json"})
+    cut = api.client.post(
+        "/api/ask", content=b'{"question": "hi', headers={"content-type": "application/json"}
+    )
     assert cut.status_code == 400 and "malformed JSON" in cut.json()["error"]
     assert api.client.get("/readyz").status_code == 200

@@ -15,18 +15,18 @@ Two kinds of series:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
+from memory.events import Outbox
+from memory.store import Store
 from tools.vision.base import VisionBackend, VisionRequest, VisionResult
-
-if TYPE_CHECKING:
-    from agent.service.runtime import Service
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The text format every Prometheus version reads."""
@@ -39,6 +39,27 @@ FRAME_COUNTS = {
     "failed": "Frames unreadable or failed by the model",
 }
 METRIC_NAMES = {"skipped": "gated"}  # the counter of skipped frames is scenewatch_frames_gated_total
+
+
+class Figures(Protocol):
+    """One source's figures: frame counts by :data:`FRAME_COUNTS` field, gate reasons, reconnects."""
+
+    frames: Counter[str]
+    reasons: Counter[str]
+    reconnects: int
+
+
+class Measured(Protocol):
+    """What the metrics read from the service (:class:`~agent.service.runtime.Service`)."""
+
+    reader: Store
+    outbox: Outbox
+
+    def source_counts(self) -> Mapping[str, Figures]: ...
+
+    def state_counts(self) -> dict[str, int]: ...
+
+    def queue_depth(self) -> int: ...
 
 
 class MeteredBackend:
@@ -61,7 +82,7 @@ class MeteredBackend:
 class _ServiceCollector(Collector):
     """The series read from the running service and its database at each scrape."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Measured) -> None:
         self.service = service
 
     def collect(self) -> Iterator[Metric]:
@@ -132,7 +153,7 @@ class _ServiceCollector(Collector):
 class ServiceMetrics:
     """The service's registry: the model's histograms and the collector of everything else."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Measured) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.model_latency = Histogram(
             "scenewatch_model_latency_seconds",
