@@ -23,7 +23,6 @@ from agent.service.routes.common import ServiceDep, stored_source
 from agent.service.runtime import Service
 from agent.service.security import read_upload
 from agent.service.stream import sse
-from agent.sources import readable_source
 from prompts import load_prompt
 from tools.vision.base import VisionRequest
 
@@ -43,12 +42,10 @@ class Question(BaseModel):
 
 
 def _topic(service: Service, given: str | None) -> str | None:
-    """The source asked about, as ``ask --source`` reads it; 409 when there is nothing to ask about."""
+    """The source asked about: a stored or recorded one only (a request never names a file for the
+    agent to open); 404 for another, 409 when nothing was observed yet."""
     if given:
-        try:
-            return readable_source(service.reader, given)
-        except ScenewatchError:
-            return stored_source(service, given)
+        return stored_source(service, given)
     if service.reader.count() == 0:
         raise Conflict("nothing observed yet: add a source, or name one with source")
     return None
