@@ -166,9 +166,9 @@ class Settings(BaseSettings):
         default=10 * 2**20, ge=1024, description="largest image upload (look, troubleshoot)"
     )
     api_max_body_bytes: int = Field(default=2**20, ge=1024, description="largest JSON request body")
-    api_stream_ping_s: Seconds = Field(default=15.0, gt=0, le=3600, description="SSE keep-alive interval")
+    api_stream_ping_s: Seconds = Field(default=15.0, gt=0, le=86400, description="SSE keep-alive interval")
     api_shutdown_grace_s: Seconds = Field(
-        default=5.0, ge=0, le=3600, description="time open requests get to finish at shutdown"
+        default=5.0, ge=0, le=86400, description="time open requests get to finish at shutdown"
     )
 
     @property
