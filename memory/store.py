@@ -220,6 +220,42 @@ class Store:
         )
         return [_row_to_observation(row) for row in rows]
 
+    def in_time_order(
+        self,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: int | None = None,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> list[Observation] | None:
+        """Up to ``limit`` observations by time (``ts``, then id), newest or oldest first, of one source,
+        in a time range (inclusive), following the observation ``after`` (keyset paging: the id of
+        the last one of the previous page). None when ``after`` names no observation.
+
+        The indexes on ``ts`` and ``source, ts`` give this order, so a page costs the same over any
+        window (ordering a wide window by id would sort all of it)."""
+        clauses, params = ["1"], []
+        for clause, value in (("source = ?", source), ("ts >= ?", since), ("ts <= ?", until)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        step = "<" if newest_first else ">"
+        if after is not None:
+            found = self.execute("SELECT ts FROM observations WHERE id = ?", (after,))
+            if not found:
+                return None
+            clauses.append(f"(ts {step} ? OR (ts = ? AND id {step} ?))")
+            params += [found[0][0], found[0][0], after]
+        order = "DESC" if newest_first else "ASC"
+        where = " AND ".join(clauses)
+        rows = self.execute(
+            f"SELECT * FROM observations WHERE {where} ORDER BY ts {order}, id {order} LIMIT ?",
+            [*params, int(limit)],
+        )
+        return [_row_to_observation(row) for row in rows]
+
     def last_id(self) -> int:
         """The id of the latest observation (0 when there is none)."""
         return int(self.execute("SELECT COALESCE(MAX(id), 0) FROM observations")[0][0])

@@ -69,7 +69,7 @@ def test_the_source_shows_its_counts_and_latest_observation(api: Served) -> None
 
 def test_observations_page_by_cursor_newest_first_and_oldest_first(api: Served) -> None:
     store = api.service.reader
-    every = [obs.id for obs in store.page(limit=1000)]
+    every = [obs.id for obs in sorted(store.page(limit=1000), key=lambda obs: (obs.ts, obs.id))]
     assert len(every) >= 3
     seen, cursor = [], None
     while True:
@@ -87,6 +87,8 @@ def test_observations_page_by_cursor_newest_first_and_oldest_first(api: Served) 
         "/api/observations", params={"since": str(first.ts), "until": str(first.ts), "source": "box.mp4"}
     ).json()
     assert [item["id"] for item in in_range["items"]] == [first.id]
+    gone = api.client.get("/api/observations", params={"cursor": "999999"})
+    assert gone.status_code == 400 and "names no observation" in gone.json()["error"]
     one = api.client.get(f"/api/observations/{first.id}").json()
     assert one["summary"] == first.summary and one["thumbnail"].endswith(f"/{first.id}/thumbnail")
 

@@ -1,4 +1,5 @@
-"""``/api/observations``: stored observations by cursor (ids), one by id, its thumbnail."""
+"""``/api/observations``: stored observations by time, a page at a time (the cursor is the last id of
+the previous page), one by id, its thumbnail."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def _observation(service: Service, observation_id: int) -> Observation:
 def router(settings: Settings) -> APIRouter:
     api = APIRouter(prefix="/api/observations", tags=["observations"])
 
-    @api.get("", summary="Observations, newest first (or oldest), a page at a time")
+    @api.get("", summary="Observations by time, newest first (or oldest), a page at a time")
     def list_observations(
         service: ServiceDep,
         source: SourceQuery = None,
@@ -50,24 +51,28 @@ def router(settings: Settings) -> APIRouter:
         until: UntilQuery = None,
         limit: Annotated[int, Query(ge=1, le=1000, description="Most observations in the page.")] = 50,
         cursor: Annotated[
-            str | None, Query(description="The next_cursor of the previous page.", pattern=r"^\d{1,18}$")
+            str | None,
+            Query(
+                description="The next_cursor of the previous page (an observation id).", pattern=r"^\d{1,18}$"
+            ),
         ] = None,
         order: Annotated[
             Literal["newest", "oldest"], Query(description="Newest first, or oldest first.")
         ] = "newest",
     ) -> dict[str, Any]:
         start, end = time_range(since, until)
-        after = int(cursor) if cursor is not None else None
-        newest = order == "newest"
-        items = service.reader.page(
+        items = service.reader.in_time_order(
             source=stored_source(service, source),
             since=start,
             until=end,
-            after_id=None if newest else after,
-            before_id=after if newest else None,
+            after=int(cursor) if cursor is not None else None,
             limit=limit,
-            newest_first=newest,
+            newest_first=order == "newest",
         )
+        if items is None:
+            raise ApiError(
+                f"cursor {cursor} names no observation (removed by pruning?): start again without it"
+            )
         more = len(items) == limit
         return {
             "items": [observation_document(obs) for obs in items],
