@@ -146,6 +146,29 @@ class Settings(BaseSettings):
     )
     events_close_s: Seconds = Field(default=5.0, ge=0, description="time for a last delivery attempt at exit")
 
+    # MQTT: events, per-source state on retained topics, Home Assistant discovery (off without a host).
+    mqtt_host: str | None = Field(default=None, description="MQTT broker host; MQTT is off when unset")
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_prefix: str = Field(default="scenewatch", pattern=r"^[^#+/\s][^#+\s]*$", description="topic prefix")
+    mqtt_client_id: str | None = Field(default=None, description="MQTT client id (default: a random one)")
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls: bool = Field(default=False, description="connect to the broker over TLS")
+    mqtt_discovery: bool = Field(
+        default=False, description="Home Assistant discovery: a binary sensor per rule"
+    )
+
+    # Event clips.
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="base URL of `scenewatch serve` in webhook and MQTT payloads (clip links)",
+    )
+    clip_after_s: Seconds = Field(
+        default=3.0, ge=0, le=60, description="seconds a clip goes on after its event"
+    )
+    clip_side: int = Field(default=640, ge=64, description="longest side of clip frames")
+
     @property
     def db_path(self) -> Path:
         """The SQLite observation database."""
@@ -167,6 +190,11 @@ class Settings(BaseSettings):
     @property
     def kb_dir(self) -> Path:
         return self.home / "kb"
+
+    @property
+    def clips_dir(self) -> Path:
+        """Event clips (MP4), beside the database; events name them relative to ``data_dir``."""
+        return self.data_dir / "clips"
 
 
 def load_settings(**overrides: Any) -> Settings:

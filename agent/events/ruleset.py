@@ -17,6 +17,7 @@ events it wants::
         severity: warning          # info, warning or critical
         message: "Lights on in an empty room ($source)"
         sinks: [console, ops]      # default: every sink of the file
+        clip: 10s                  # an MP4 of the 10 s before the event (and a few after); serve only
 
 The structure is checked with pydantic; its error locations are mapped back to lines through
 the YAML node tree (``yaml.compose``). Predicates are compiled by :mod:`agent.events.predicates`.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import difflib
 import re
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -43,6 +45,7 @@ Severity = Literal["info", "warning", "critical"]
 EPISODE_RULE, CHANGES_RULE = "episode", "changes"  # the rule names of automatic state-change events
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # questions, sinks and rules are named like variables
 _OBSERVATIONS = re.compile(r"(\d+)\s*(?:obs|observations?)", re.IGNORECASE)
+CLIP_MAX_S = 120.0  # the longest clip a rule may ask for
 
 
 class _Spec(BaseModel):
@@ -56,6 +59,7 @@ class RuleSpec(_Spec):
     severity: Severity = "warning"
     message: str | None = None
     sinks: list[str] | None = None
+    clip: str | float | None = None
 
     @field_validator("hold")
     @classmethod
@@ -68,6 +72,13 @@ class RuleSpec(_Spec):
     @classmethod
     def _cooldown(cls, value: str | float) -> str | float:
         _seconds(value)
+        return value
+
+    @field_validator("clip")
+    @classmethod
+    def _clip(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            parse_clip(value)
         return value
 
 
@@ -107,7 +118,8 @@ class Hold:
 
 @dataclass(frozen=True)
 class Rule:
-    """One checked rule."""
+    """One checked rule; ``source`` set: it applies to that source only (a watch); ``clip_s``: seconds
+    of video before its events to keep as a clip (0: none)."""
 
     name: str
     when: Predicate
@@ -116,6 +128,8 @@ class Rule:
     severity: str
     message: str | None
     sinks: tuple[str, ...]
+    clip_s: float = 0.0
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,11 +165,67 @@ def parse_hold(value: str | float) -> Hold:
     return Hold(seconds=_seconds(text))
 
 
+def parse_clip(value: str | float) -> float:
+    """A clip's length in seconds (``10s``), more than 0 and at most :data:`CLIP_MAX_S`."""
+    seconds = _seconds(value)
+    if not 0 < seconds <= CLIP_MAX_S:
+        raise ValueError(f"a clip lasts more than 0 s and at most {format_duration(CLIP_MAX_S)}")
+    return seconds
+
+
 def _seconds(value: str | float) -> float:
     try:
         return parse_duration(value)
     except ScenewatchError as exc:
         raise ValueError(str(exc)) from None
+
+
+def watch_rule(
+    name: str,
+    question: str,
+    *,
+    source: str,
+    when: str | None = None,
+    hold: str | None = None,
+    severity: str = "warning",
+    questions: Iterable[str] = (),
+    sinks: Iterable[str] = (),
+) -> Rule:
+    """The rule of a watch set up at run time (a yes/no ``question`` named ``name`` on one source),
+    checked as a rules file's rule is: ``when`` (default: the answer is yes) is a predicate over the
+    observation's vocabulary, ``name`` and the other ``questions``; ``hold`` as a rule's ``for``.
+
+    A bad value raises ScenewatchError saying which and why (the agent's tool returns it to the model).
+    """
+    if not re.fullmatch(_NAME, name):
+        raise ScenewatchError(f"name {name!r}: use letters, digits and _ (starting with a letter)")
+    if name in BASE_VOCABULARY or name in ("true", "false", "none", EPISODE_RULE, CHANGES_RULE):
+        raise ScenewatchError(f"name {name!r} is reserved; choose another")
+    if not question.strip():
+        raise ScenewatchError("the question is empty: ask a yes/no question about the picture")
+    if severity not in ("info", "warning", "critical"):
+        raise ScenewatchError(f"severity {severity!r}: use info, warning or critical")
+    vocabulary = dict(BASE_VOCABULARY) | dict.fromkeys([*questions, name], BOOL)
+    try:
+        predicate = compile_predicate(when or name, vocabulary)
+    except PredicateError as exc:
+        raise ScenewatchError(f"when {when!r}: {exc.reason}") from None
+    if name not in predicate.names:
+        raise ScenewatchError(f"when {when!r} does not use the answer to the question; name it {name}")
+    try:
+        rule_hold = parse_hold(hold) if hold else Hold()
+    except ValueError as exc:
+        raise ScenewatchError(f"for {hold!r}: {exc}") from None
+    return Rule(
+        name=name,
+        when=predicate,
+        hold=rule_hold,
+        cooldown_s=0.0,
+        severity=severity,
+        message=None,
+        sinks=tuple(sinks),
+        source=source,
+    )
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -224,6 +294,7 @@ def _build(spec: RulesFileSpec, lines: _LineMap, base: Path) -> RuleSet:
                 severity=rule.severity,
                 message=rule.message,
                 sinks=_sink_names(rule.sinks, sinks, lines, (*where, "sinks")),
+                clip_s=parse_clip(rule.clip) if rule.clip is not None else 0.0,
             )
         )
     changes = spec.state_changes

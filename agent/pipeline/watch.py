@@ -34,7 +34,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,6 +92,7 @@ class _Shared:
     on_update: UpdateCallback | None
     stop: threading.Event
     hurry: threading.Event
+    on_frame: Callable[[str, Frame], None] | None = None
     commit_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -132,6 +133,11 @@ class _SourceWorker:
         for frame in self.source.frames(shared.stop):
             self.stats.sampled += 1
             self.stats.video_s = self.source.video_s
+            if shared.on_frame is not None:
+                try:
+                    shared.on_frame(self.source.name, frame)
+                except Exception:  # a frame consumer must not stop the watch
+                    log.exception("%s: the frame callback failed", self.source.name)
             decision = self.gate.check(frame.image, frame.ts if frame.video_t is None else frame.video_t)
             if not decision.analyse:
                 self.stats.skipped += 1
@@ -140,7 +146,7 @@ class _SourceWorker:
             request = describe_request(
                 frame.image,
                 previous=shared.window.recent(self.source.name),
-                questions=shared.questions,
+                questions=dict(shared.questions),  # a copy: questions may be added meanwhile
                 now_ts=frame.ts,
                 max_side=settings.max_side,
                 max_new_tokens=min(settings.max_new_tokens, DESCRIBE_MAX_NEW_TOKENS),
@@ -204,7 +210,7 @@ class _SourceWorker:
 
     def _commit(self, item: _Pending, result: VisionResult, latency_ms: float) -> None:
         shared, frame = self.shared, item.frame
-        description = parse_description(result.text, shared.questions)
+        description = parse_description(result.text, dict(shared.questions))
         obs = Observation(
             source=self.source.name,
             ts=frame.ts,
@@ -276,6 +282,7 @@ def run_watch(
     on_update: UpdateCallback | None = None,
     stop: threading.Event | None = None,
     hurry: threading.Event | None = None,
+    on_frame: Callable[[str, Frame], None] | None = None,
 ) -> WatchSummary:
     """Watch every source until the files end or ``stop`` is set; return what happened.
 
@@ -287,6 +294,11 @@ def run_watch(
     ``stream_give_up_s`` ends with an error too; once one has come, it retries for ever.
     Setting ``hurry`` after ``stop`` abandons the answers still in flight (module docstring).
     The listeners are closed at the end; the engine and the store belong to the caller.
+
+    ``questions`` may change while the watch runs (a dict one writer updates, such as
+    :attr:`~agent.events.rule_engine.RuleEngine.questions`): each frame's prompt reads a copy.
+    ``on_frame(source, frame)`` is called on the source's thread with every sampled frame, before the
+    gate (the clip recorder's ring buffer); it must be quick.
     """
     stop = stop or threading.Event()
     names = _unique_names(sources)
@@ -320,12 +332,13 @@ def run_watch(
         engine,
         store,
         window,
-        questions or {},
+        questions if questions is not None else {},
         listeners,
         jsonl_file,
         on_update,
         stop,
         hurry or threading.Event(),
+        on_frame,
     )
     workers = [_SourceWorker(source, shared) for source in opened]
     threads = [
