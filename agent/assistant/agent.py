@@ -45,6 +45,7 @@ from agent.assistant.chat_model import make_chat_model
 from agent.assistant.context import ContextMiddleware, ObservationContext
 from agent.core.config import Settings
 from agent.core.errors import ScenewatchError
+from agent.events.watchlist import Watchlist
 from agent.sources import SourceReader
 from memory.store import Store
 from memory.vectors import VectorIndex, open_vectors
@@ -207,8 +208,10 @@ def open_assistant(
     chat_model: BaseChatModel | None = None,
     vectors: VectorIndex | None = None,
     on_context: Callable[[str], None] | None = None,
+    watches: Watchlist | None = None,
 ) -> Iterator[Assistant]:
-    """An assistant over ``settings.db_path``; builds (and closes) what is not given."""
+    """An assistant over ``settings.db_path``; builds (and closes) what is not given. ``watches``:
+    where its ``watch`` tool puts watches (a running service's); default: stored for the next serve."""
     if not settings.db_path.is_file() and not source:
         raise ScenewatchError(f"no observation database at {settings.db_path}: run `scenewatch watch` first")
     with ExitStack() as stack:
@@ -235,6 +238,7 @@ def open_assistant(
                 vectors=vectors,
                 frames=SourceReader(store, [source] if source else []),
                 source=topic,
+                watches=watches or Watchlist(store),
             ),
             context,
             settings,
