@@ -29,7 +29,7 @@ import difflib
 import re
 import string
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -150,6 +150,18 @@ class RuleSet:
     sinks: dict[str, dict[str, Any]]
     rules: tuple[Rule, ...]
     state_changes: StateChanges
+
+    def with_sink(self, name: str, target: dict[str, Any]) -> RuleSet:
+        """These rules with one more sink that every rule and the state changes send to (the service's
+        MQTT broker from the settings, :func:`agent.events.mqtt.mqtt_target`)."""
+        if name in self.sinks:
+            raise ScenewatchError(f"the rules already have a sink called {name}")
+        return replace(
+            self,
+            sinks={**self.sinks, name: target},
+            rules=tuple(replace(rule, sinks=(*rule.sinks, name)) for rule in self.rules),
+            state_changes=replace(self.state_changes, sinks=(*self.state_changes.sinks, name)),
+        )
 
 
 def parse_hold(value: str | float) -> Hold:
