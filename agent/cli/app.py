@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agent.cli import ask, bench, events, kb, look, memory, model, rules, troubleshoot, watch
+from agent.cli import ask, bench, events, kb, look, mcp, memory, model, rules, troubleshoot, watch
 from agent.cli.common import configure_logging, err_console, set_global_overrides
 from agent.core.errors import ScenewatchError
 
@@ -43,6 +43,7 @@ troubleshoot.register(app)
 rules.register(app)
 ask.register(app)
 memory.register(app)
+mcp.register(app)
 
 
 def main() -> None:
