@@ -76,17 +76,26 @@ class Subscriber:
 
     def __init__(self, port: int, *topics: str) -> None:
         self.messages: list[tuple[str, str, bool]] = []
-        self.subscribed = threading.Event()
+        self.subscriptions = 0  # one more after each (re)connection
         self._changed = threading.Condition()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
         self.client.reconnect_delay_set(1, 1)
         self.client.on_connect = lambda client, *_: client.subscribe([(topic, 1) for topic in topics])
-        self.client.on_subscribe = lambda *_: self.subscribed.set()
-        self.client.on_disconnect = lambda *_: self.subscribed.clear()
+        self.client.on_subscribe = self._subscribed
         self.client.on_message = self._message
         self.client.connect("127.0.0.1", port, keepalive=10)
         self.client.loop_start()
-        assert self.subscribed.wait(WAIT_S)
+        self.wait_subscribed(1)
+
+    def _subscribed(self, *_: Any) -> None:
+        with self._changed:
+            self.subscriptions += 1
+            self._changed.notify_all()
+
+    def wait_subscribed(self, count: int) -> None:
+        """Wait until the ``count``-th subscription (the first, or the one after a reconnect) is made."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.subscriptions >= count, timeout=WAIT_S)
 
     def _message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._changed:
@@ -158,7 +167,7 @@ def test_events_wait_out_a_broker_outage_and_none_arrives_twice(broker: Broker, 
     assert len(errors) == 3 and all("MQTT broker 127.0.0.1:" in error for error in errors)
 
     broker.start()
-    assert listener.subscribed.wait(WAIT_S)
+    listener.wait_subscribed(2)  # subscribed again before anything is delivered
     deliver_all()
     assert outbox.pending() == 0
     received = listener.wait_for(lambda got: len(got) >= 6)
@@ -206,10 +215,13 @@ def test_state_and_discovery_on_retained_topics(broker: Broker, tmp_path: Path) 
 
     observe(False, 1000.0)  # connected or not yet: what is not sent now is sent on connecting
     observe(True, 1001.0)
-    late = Subscriber(broker.port, "scenewatch/#", "homeassistant/#")
     parts = ("state", "summary", "people", "door_open/state")
     wanted = {config_topic, "scenewatch/available"} | {f"scenewatch/{slug}/{part}" for part in parts}
-    got = late.wait_for(lambda got: wanted <= {topic for topic, _, _ in got})
+    early = Subscriber(broker.port, "scenewatch/#", "homeassistant/#")
+    early.wait_for(lambda got: wanted <= {topic for topic, _, _ in got})  # all published by now
+    early.close()
+    late = Subscriber(broker.port, "scenewatch/#", "homeassistant/#")  # gets them as retained messages
+    got = late.wait_for(lambda got: wanted <= {topic for topic, _, retain in got if retain})
     retained = {topic: payload for topic, payload, retain in got if retain}
     assert retained["scenewatch/available"] == "online"
     assert retained[f"scenewatch/{slug}/door_open/state"] == "ON"

@@ -159,6 +159,13 @@ def test_without_a_service_a_watch_is_stored_and_starts_with_the_next_one(
         "package_lying_door",
         "2 observations",
     )
+    with pytest.raises(ScenewatchError, match="no source /etc/hostname"):  # only watched or named sources
+        Watchlist(door).add(source="/etc/hostname", question=QUESTION)
+    named, _ = Watchlist(door, named=["rtsp://cam/1"]).add(
+        source="rtsp://cam/1", question="Is the gate open?"
+    )
+    assert named.source == "rtsp://cam/1"
+    remove_watch(door, named.id)
 
     rule_engine = RuleEngine(ruleset(tmp_path / "events.jsonl"), door, settings)
     service = Watchlist(door, rule_engine, sources=lambda: [clip])

@@ -238,7 +238,7 @@ def open_assistant(
                 vectors=vectors,
                 frames=SourceReader(store, [source] if source else []),
                 source=topic,
-                watches=watches or Watchlist(store),
+                watches=watches or Watchlist(store, named=[source] if source else []),
             ),
             context,
             settings,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from agent.core.errors import ScenewatchError
 from agent.events.rule_engine import RuleEngine
 from agent.events.ruleset import Rule, watch_rule
-from agent.sources import readable_source, resolve_source
+from agent.sources import resolve_source
 from memory.store import Store
 from memory.watches import Watch, add_watch, list_watches, remove_watch
 
@@ -50,17 +50,21 @@ def question_name(question: str, taken: Iterable[str] = ()) -> str:
 class Watchlist:
     """Adds, lists, removes and starts watches over ``store``; runs them with ``rule_engine`` on the
     sources ``sources()`` names (the running service's; without ``sources``, on any source), or only
-    stores them when there is no rules engine."""
+    stores them when there is no rules engine. Watches go on watched sources only (the model picks
+    the source, and the model reads text from the scene), or on one the user ``named``."""
 
     def __init__(
         self,
         store: Store,
         rule_engine: RuleEngine | None = None,
         sources: Callable[[], Sequence[str]] | None = None,
+        *,
+        named: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.rule_engine = rule_engine
         self._sources = sources
+        self._named = [name for name in named if name]
         self._lock = threading.Lock()
 
     @property
@@ -186,7 +190,8 @@ class Watchlist:
                 )
             return found
         if given:
-            return readable_source(self.store, given)
+            found = resolve_source(self.store, given, also=self._named)
+            return found or given
         latest = self.store.recent(None, 1)
         if not latest:
             raise ScenewatchError("say which source to watch (nothing was watched yet)")

@@ -37,7 +37,7 @@ from agent.assistant.agent import open_assistant
 from agent.core.config import Settings
 from agent.core.errors import ScenewatchError
 from agent.events.watchlist import Watchlist
-from agent.sources import SourceReader, readable_source, resolve_source
+from agent.sources import SourceReader, resolve_source
 from memory.events import Outbox
 from memory.store import Store
 from memory.timeline import timeline as timeline_entries
@@ -131,12 +131,13 @@ def build_mcp_server(
     @server.tool()
     def ask(question: str, source: str | None = None, thread: str | None = None) -> dict[str, str]:
         """Ask scenewatch's own agent (it looks, recalls and reads the timeline itself, and cites
-        times). Pass the returned ``thread`` again to continue the conversation."""
+        times) about a watched ``source`` (default: the one watched last). Pass the returned
+        ``thread`` again to continue the conversation."""
         with (
             _user_errors(),
             open_assistant(
                 settings,
-                source=readable_source(store, source) if source else None,
+                source=source_of(source),
                 thread=thread,
                 engine=engine,
                 vectors=vectors,
