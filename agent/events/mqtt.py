@@ -57,7 +57,8 @@ def _version() -> str:
 
 
 class MqttSpec(SinkSpec):
-    """A broker and how scenewatch publishes there (an ``mqtt`` sink's entry in a rules file)."""
+    """A broker and how scenewatch publishes there (an ``mqtt`` sink's entry in a rules file).
+    ``discovery`` and ``discovery_prefix`` are for :class:`MqttState`; the sink publishes events only."""
 
     type: Literal["mqtt"] = "mqtt"
     host: str = Field(min_length=1)
