@@ -32,6 +32,7 @@ from memory.store import Store
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 WAIT_S = 10.0  # the longest any test waits for a message or a connection
+RECONNECT_S = 45.0  # the longest a client may take to reconnect (paho's backoff tops at 30 s)
 
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).is_file(), reason="mosquitto is not installed")
 
@@ -150,7 +151,7 @@ def test_events_wait_out_a_broker_outage_and_none_arrives_twice(broker: Broker, 
 
     def deliver_all() -> None:
         """The outbox relay's retries, in bounded passes (the relay's thread does the same with backoff)."""
-        deadline = time.monotonic() + WAIT_S
+        deadline = time.monotonic() + RECONNECT_S
         while outbox.pending() and time.monotonic() < deadline:
             worker.deliver_pending(due_only=False)
             time.sleep(0.1)

@@ -164,9 +164,7 @@ class Settings(BaseSettings):
         pattern=r"^https?://\S+$",
         description="base URL of `scenewatch serve` in webhook and MQTT payloads (clip links)",
     )
-    clip_after_s: Seconds = Field(
-        default=3.0, ge=0, le=60, description="seconds a clip goes on after its event"
-    )
+    clip_after_s: Seconds = Field(default=3.0, ge=0, description="seconds a clip goes on after its event")
     clip_side: int = Field(default=640, ge=64, description="longest side of clip frames")
 
     @property

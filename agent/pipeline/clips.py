@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 _TIME_BASE = Fraction(1, 1000)  # clip timestamps in milliseconds: frames keep their sampled spacing
 _QUIET_S = 5.0  # a source silent this long (wall time) past a clip's end gets its clip written as is
 _LAG_SAMPLES = 4  # margin, in samples, for frames sampled but not yet committed
+_MOST_FRAMES = 900  # frames kept per source at most, whatever the settings (about 0.6 GB at 640x360)
 _SLACK_S = 0.001  # frames this close to a clip's ends are in it (times are sums of floats)
 
 
@@ -98,7 +99,7 @@ class ClipRecorder:
         self.after_s = settings.clip_after_s
         lag = settings.pipeline_depth * settings.every_s + _LAG_SAMPLES * settings.every_s
         self.keep_s = seconds + self.after_s + lag
-        self._most = max(8, round(self.keep_s / settings.every_s) * 2)  # frames per source, at most
+        self._most = min(_MOST_FRAMES, max(8, round(self.keep_s / settings.every_s) * 2))
         self._rings: dict[str, deque[tuple[float, np.ndarray]]] = {}
         self._heard: dict[str, float] = {}  # monotonic time of each source's latest frame
         self._jobs: list[_Job] = []
