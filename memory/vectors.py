@@ -4,8 +4,9 @@ SQLite is the truth; this index is derived from it and can be rebuilt (:meth:`Ve
 
 - **Where**: a local persistent Chroma at ``settings.chroma_dir``, or a Chroma server at
   ``settings.chroma_url``; telemetry off, and always the explicit MiniLM embedding function. A
-  server that does not answer is a ScenewatchError naming it (opening, recall, count, delete,
-  clear); the indexer leaves what it could not write ``indexed = 0`` and retries.
+  server that does not answer (down, or silent for ``chroma_timeout_s``: every HTTP call has that
+  timeout) is a ScenewatchError naming it (opening, recall, count, delete, clear); the indexer
+  leaves what it could not write ``indexed = 0`` and retries.
 - **Shards**: observations are split by id into collections of ``shard_size`` (``observations-00000``,
   ...). Chroma loads the whole HNSW graph of a collection it writes to (about 2 KB a vector); a watch
   process writes only to the newest shard, so its memory does not depend on how much is stored.
