@@ -8,6 +8,7 @@ Tests run as root here (root ignores file permissions): the unwritable home is a
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -142,3 +143,12 @@ def test_replacing_a_file_with_the_same_content_keeps_its_vectors(manual: Path, 
     assert _vectors_held(base) == first.chunks  # the same ids: written, and not deleted as old ones
     assert base.search("kettle dry boil", k=1)[0].source == manual.name
     base.close()
+
+
+def test_bench_kb_reports_its_measures() -> None:
+    result = runner.invoke(app, ["bench", "kb", "--size-mb", "0.01", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["command"] == "scenewatch bench kb --size-mb 0.01 --json"
+    assert report["chunks"] > 1 and report["chunks_per_s"] > 0 and report["write_batch"] == 64
+    assert report["peak_rss_mib"] >= report["rss_before_mib"] > 0

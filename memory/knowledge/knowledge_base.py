@@ -304,19 +304,18 @@ class KnowledgeBase:
         ids = _chunk_ids(source, sha256, len(chunks))
         vectors = self.vectors  # opened before the SQLite write starts
         with self.index.replacing(source, resolved, sha256, list(zip(ids, chunks, strict=True))) as old_ids:
-            written = 0
             if progress is not None:
                 progress(0, len(chunks))
+            end = 0  # the chunks up to here are written, or being written
             try:
                 for start in range(0, len(chunks), WRITE_BATCH):
-                    batch = chunks[start : start + WRITE_BATCH]
-                    _write_vectors(vectors, ids[start : start + len(batch)], [source] * len(batch), batch)
-                    written += len(batch)
+                    end = min(start + WRITE_BATCH, len(chunks))
+                    _write_vectors(vectors, ids[start:end], [source] * (end - start), chunks[start:end])
                     if progress is not None:
-                        progress(written, len(chunks))
+                        progress(end, len(chunks))
             except BaseException:
                 kept = set(old_ids)  # the same content from another path has the same ids
-                _forget_vectors(vectors, [cid for cid in ids[:written] if cid not in kept])
+                _forget_vectors(vectors, [cid for cid in ids[:end] if cid not in kept])
                 raise
             stale = sorted(set(old_ids).difference(ids))
             if stale:
