@@ -116,6 +116,9 @@ class Settings(BaseSettings):
 
     # Memory.
     chroma_url: str | None = Field(default=None, description="Chroma server URL; local if unset")
+    chroma_timeout_s: Seconds = Field(
+        default=10.0, gt=0, le=86400, description="longest wait for a Chroma server to answer a call"
+    )
     recall_k: int = Field(default=5, ge=1)
     narrate_token_budget: int = Field(default=3000, ge=200)
     index_batch: int = Field(default=256, ge=1, le=5000, description="observations embedded per index write")

@@ -46,6 +46,11 @@ EPISODE_RULE, CHANGES_RULE = "episode", "changes"  # the rule names of automatic
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # questions, sinks and rules are named like variables
 _OBSERVATIONS = re.compile(r"(\d+)\s*(?:obs|observations?)", re.IGNORECASE)
 CLIP_MAX_S = 120.0  # the longest clip a rule may ask for
+MAX_RULES_BYTES = 1_000_000
+"""The largest rules file read (1 MB: a hand-written file is a few KB)."""
+MAX_YAML_VALUES = 100_000
+"""The most values (mappings, lists, scalars) a rules file may hold once its aliases are followed:
+a YAML alias bomb (anchors repeating anchors) is refused before anything expands it."""
 
 
 class _Spec(BaseModel):
@@ -241,30 +246,42 @@ def watch_rule(
 
 
 def load_rules(path: str | Path) -> RuleSet:
-    """Read and check a rules file; raises ScenewatchError naming the file and line."""
+    """Read and check a rules file (at most :data:`MAX_RULES_BYTES`); raises ScenewatchError naming
+    the file and line."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            data = handle.read(MAX_RULES_BYTES + 1)
+        text = data.decode("utf-8")
     except OSError as exc:
         raise ScenewatchError(f"cannot read rules file {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenewatchError(f"rules file {file} is not UTF-8 text: {exc.reason}") from None
     return parse_rules(text, name=str(file))
 
 
 def parse_rules(text: str, *, name: str = "<rules>", base: Path | None = None) -> RuleSet:
     """Check rules-file ``text``; relative JSONL paths are resolved against ``base``."""
+    if len(text.encode("utf-8")) > MAX_RULES_BYTES:
+        raise ScenewatchError(f"{name} is larger than {MAX_RULES_BYTES:,} bytes: that is not a rules file")
     lines = _LineMap(name)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            _count_values(root, name)
         data = yaml.safe_load(text)
+        if root is not None:
+            lines.index(root, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise ScenewatchError(f"{name}, line {line}: not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise ScenewatchError(f"{name}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ScenewatchError(f"{name}: the YAML nests too deeply to be a rules file") from None
     if root is None or data is None:
         raise ScenewatchError(f"{name}: the rules file is empty")
-    lines.index(root, ())
     if not isinstance(data, dict):
         raise ScenewatchError(
             f"{name}, line 1: expected a mapping of questions, sinks, state_changes and rules"
@@ -357,6 +374,43 @@ def _check_message(message: str | None, names: set[str], lines: _LineMap, where:
         if name not in names:
             known = ", ".join(sorted(names))
             raise lines.error(where, f"unknown placeholder ${name} (known: {known})")
+
+
+def _count_values(root: yaml.Node, name: str) -> int:
+    """How many values the YAML holds once every alias is followed (each shared node is counted once
+    per place it appears, but sized once); a ScenewatchError past :data:`MAX_YAML_VALUES` or for an
+    alias inside its own anchor."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ScenewatchError(
+                f"{name}, line {node.start_mark.line + 1}: a YAML alias refers to the value that holds it"
+            )
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_VALUES:
+                raise ScenewatchError(
+                    f"{name}, line {node.start_mark.line + 1}: the YAML holds more than {MAX_YAML_VALUES:,} "
+                    "values once its aliases are followed (aliases of aliases?): that is not a rules file"
+                )
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
 
 
 class _LineMap:

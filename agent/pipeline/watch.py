@@ -227,6 +227,10 @@ class _SourceWorker:
             for listener in shared.listeners:
                 try:
                     listener.on_observation(obs)
+                except (ScenewatchError, sqlite3.Error, OSError) as exc:  # the database or the disk
+                    log.error(
+                        "listener %s failed on observation %s: %s", type(listener).__name__, obs.id, exc
+                    )
                 except Exception:  # a listener must not stop the watch
                     log.exception("listener %s failed on observation %s", type(listener).__name__, obs.id)
             if shared.jsonl is not None:
@@ -398,5 +402,7 @@ def _close_listeners(listeners: Sequence[ObservationListener]) -> None:
     for listener in listeners:
         try:
             listener.close()
+        except (ScenewatchError, sqlite3.Error, OSError) as exc:  # the database or the disk failed
+            log.error("closing listener %s failed: %s", type(listener).__name__, exc)
         except Exception:  # closing one must not keep the others open
             log.exception("closing listener %s failed", type(listener).__name__)
