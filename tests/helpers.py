@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -41,3 +43,42 @@ class BrokenBackend(ScriptedBackend):
 
     def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
         raise RuntimeError("CUDA error: device-side assert")
+
+
+class SilentServer:
+    """A server on 127.0.0.1 (a free port) that accepts every connection and never answers.
+
+    Connections are held open, unread, until :meth:`close` (also a context manager).
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-server", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.accepted.append(self._sock.accept()[0])
+            except OSError:  # the accept timed out (checks for the stop), or the socket closed
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+        self._sock.close()
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agent.cli import ask, bench, events, kb, look, memory, model, rules, serve, troubleshoot, watch
+from agent.cli import ask, bench, events, kb, look, mcp, memory, model, rules, serve, troubleshoot, watch
 from agent.cli.common import configure_logging, err_console, set_global_overrides
 from agent.core.errors import ScenewatchError
 
@@ -44,6 +44,7 @@ rules.register(app)
 ask.register(app)
 memory.register(app)
 serve.register(app)
+mcp.register(app)
 
 
 def main() -> None:

@@ -227,6 +227,38 @@ def bench_memory(
     console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
 
 
+@bench_app.command("kb")
+def bench_kb(
+    size_mb: Annotated[
+        float, typer.Option("--size-mb", min=0.01, max=1000, help="Size of the generated manual, in MB.")
+    ] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Add one large generated manual to a scratch knowledge base: chunks per second, peak memory."""
+    from agent.bench.knowledge import run_kb_bench
+
+    command = shlex.join(
+        ["scenewatch", "bench", "kb", "--size-mb", f"{size_mb:g}", *(["--json"] if as_json else [])]
+    )
+    with progress_bar() as bar:
+        task = bar.add_task("adding the manual", total=None)
+        report = {
+            "command": command,
+            **run_kb_bench(
+                size_mb, settings(), lambda done, total: bar.update(task, completed=done, total=total)
+            ),
+        }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table("measure", "value")
+    for key, value in report.items():
+        if key != "command":
+            table.add_row(key, str(value))
+    console.print(table)
+    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+
+
 @bench_app.command("api")
 def bench_api(
     observations: Annotated[int, typer.Option(min=100, help="Synthetic observations to store.")] = 100_000,

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
 
     # Memory.
     chroma_url: str | None = Field(default=None, description="Chroma server URL; local if unset")
+    chroma_timeout_s: Seconds = Field(
+        default=10.0, gt=0, le=86400, description="longest wait for a Chroma server to answer a call"
+    )
     recall_k: int = Field(default=5, ge=1)
     narrate_token_budget: int = Field(default=3000, ge=200)
     index_batch: int = Field(default=256, ge=1, le=5000, description="observations embedded per index write")
@@ -171,6 +174,27 @@ class Settings(BaseSettings):
         default=5.0, ge=0, le=86400, description="time open requests get to finish at shutdown"
     )
 
+    # MQTT: events, per-source state on retained topics, Home Assistant discovery (off without a host).
+    mqtt_host: str | None = Field(default=None, description="MQTT broker host; MQTT is off when unset")
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_prefix: str = Field(default="scenewatch", pattern=r"^[^#+/\s][^#+\s]*$", description="topic prefix")
+    mqtt_client_id: str | None = Field(default=None, description="MQTT client id (default: a random one)")
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls: bool = Field(default=False, description="connect to the broker over TLS")
+    mqtt_discovery: bool = Field(
+        default=False, description="Home Assistant discovery: a binary sensor per rule"
+    )
+
+    # Event clips.
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="base URL of `scenewatch serve` in webhook and MQTT payloads (clip links)",
+    )
+    clip_after_s: Seconds = Field(default=3.0, ge=0, description="seconds a clip goes on after its event")
+    clip_side: int = Field(default=640, ge=64, description="longest side of clip frames")
+
     @property
     def db_path(self) -> Path:
         """The SQLite observation database."""
@@ -192,6 +216,11 @@ class Settings(BaseSettings):
     @property
     def kb_dir(self) -> Path:
         return self.home / "kb"
+
+    @property
+    def clips_dir(self) -> Path:
+        """Event clips (MP4), beside the database; events name them relative to ``data_dir``."""
+        return self.data_dir / "clips"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -40,6 +40,11 @@ BASE_VOCABULARY: dict[str, str] = {
     "parsed": BOOL,
 }
 
+MAX_DEPTH = 100
+"""How deep a predicate may nest (``not``, ``and``/``or``, comparisons, lists): Python's parser
+already refuses more than 200 nested parentheses; a chain of ``not`` needs none, so it is bounded
+here, well before Python's recursion limit."""
+
 _LITERAL_NAMES = {"true": True, "false": False, "none": None}
 _CONTAINS = "contains"
 _CONTAINS_OP = "@"  # ``contains`` is rewritten to this operator before parsing (same columns)
@@ -96,6 +101,8 @@ def compile_predicate(text: str, vocabulary: Mapping[str, str]) -> Predicate:
     source = _rewrite_contains(flat, text, lead)
     try:
         tree = ast.parse(source, mode="eval").body
+    except (RecursionError, MemoryError):
+        raise PredicateError(_too_deep()) from None
     except SyntaxError as exc:
         column = (exc.offset or 1) - 1
         near = flat[column : column + 20].strip()
@@ -105,6 +112,10 @@ def compile_predicate(text: str, vocabulary: Mapping[str, str]) -> Predicate:
     checker = _Checker(text, flat, lead, vocabulary)
     checker.type_of(tree)
     return Predicate(text=text.strip(), names=frozenset(checker.names), _tree=tree)
+
+
+def _too_deep() -> str:
+    return f"the predicate nests more than {MAX_DEPTH} levels deep (not, and/or, comparisons): simplify it"
 
 
 def _rewrite_contains(flat: str, text: str, lead: int) -> str:
@@ -136,6 +147,7 @@ class _Checker:
     def __init__(self, text: str, flat: str, lead: int, vocabulary: Mapping[str, str]) -> None:
         self.text, self.flat, self.lead, self.vocabulary = text, flat, lead, vocabulary
         self.names: set[str] = set()
+        self.depth = 0
 
     def fail(self, node: ast.AST, reason: str) -> PredicateError:
         return PredicateError(reason, *_position(self.text, self.lead, getattr(node, "col_offset", 0)))
@@ -144,6 +156,15 @@ class _Checker:
         return ast.get_source_segment(self.flat, node) or ""
 
     def type_of(self, node: ast.AST) -> str:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self.fail(node, _too_deep())
+            return self._type_of(node)
+        finally:
+            self.depth -= 1
+
+    def _type_of(self, node: ast.AST) -> str:
         if isinstance(node, ast.BoolOp):
             for value in node.values:
                 self.type_of(value)

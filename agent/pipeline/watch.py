@@ -82,6 +82,7 @@ class _Pending:
     score: float | None
     future: Future[VisionResult]
     submitted: float
+    questions: dict[str, str]  # the watch questions its prompt asked (a copy taken per frame)
     answered: float | None = None  # monotonic time the answer arrived
 
 
@@ -147,10 +148,11 @@ class _SourceWorker:
                 self.stats.skipped += 1
                 self._notify(None)
                 continue
+            asked = dict(shared.questions)  # a copy: questions may be added or removed meanwhile
             request = describe_request(
                 frame.image,
                 previous=shared.window.recent(self.source.name),
-                questions=shared.questions,
+                questions=asked,
                 now_ts=frame.ts,
                 max_side=settings.max_side,
                 max_new_tokens=min(settings.max_new_tokens, DESCRIBE_MAX_NEW_TOKENS),
@@ -158,7 +160,7 @@ class _SourceWorker:
             submitted = time.monotonic()
             deadline = settings.deadline_s if self.source.live else None
             future = shared.engine.submit(request, deadline_s=deadline, tag=self.source.name)
-            item = _Pending(frame, decision.score, future, submitted)
+            item = _Pending(frame, decision.score, future, submitted, asked)
             future.add_done_callback(lambda _f, item=item: setattr(item, "answered", time.monotonic()))
             self.pending.append(item)
             self._settle(keep=self.depth - 1)
@@ -214,7 +216,7 @@ class _SourceWorker:
 
     def _commit(self, item: _Pending, result: VisionResult, latency_ms: float) -> None:
         shared, frame = self.shared, item.frame
-        description = parse_description(result.text, shared.questions)
+        description = parse_description(result.text, item.questions)
         obs = Observation(
             source=self.source.name,
             ts=frame.ts,
@@ -231,6 +233,10 @@ class _SourceWorker:
             for listener in shared.listeners:
                 try:
                     listener.on_observation(obs)
+                except (ScenewatchError, sqlite3.Error, OSError) as exc:  # the database or the disk
+                    log.error(
+                        "listener %s failed on observation %s: %s", type(listener).__name__, obs.id, exc
+                    )
                 except Exception:  # a listener must not stop the watch
                     log.exception("listener %s failed on observation %s", type(listener).__name__, obs.id)
             if shared.jsonl is not None:
@@ -353,7 +359,7 @@ class Watcher:
             engine,
             store,
             RecentWindow(settings.window),
-            questions or {},
+            questions if questions is not None else {},  # the caller's dict: it may change meanwhile
             listeners,
             jsonl,
             on_update,
@@ -466,8 +472,12 @@ def run_watch(
     finds those up front, before a model loads. A live source that sends no frame within
     ``stream_give_up_s`` ends with an error too; once one has come, it retries for ever.
     Setting ``hurry`` after ``stop`` abandons the answers still in flight (module docstring).
-    ``on_frame(source, frame)`` sees every sampled frame. The listeners are closed at the end;
-    the engine and the store belong to the caller.
+    The listeners are closed at the end; the engine and the store belong to the caller.
+
+    ``questions`` may change while the watch runs (a dict one writer updates, such as
+    :attr:`~agent.events.rule_engine.RuleEngine.questions`): each frame's prompt reads a copy.
+    ``on_frame(source, frame)`` is called on the source's thread with every sampled frame, before the
+    gate (the clip recorder's ring buffer); it must be quick.
     """
     stop = stop or threading.Event()
     names = _unique_names(sources)
@@ -537,5 +547,7 @@ def _close_listeners(listeners: Sequence[ObservationListener]) -> None:
     for listener in listeners:
         try:
             listener.close()
+        except (ScenewatchError, sqlite3.Error, OSError) as exc:  # the database or the disk failed
+            log.error("closing listener %s failed: %s", type(listener).__name__, exc)
         except Exception:  # closing one must not keep the others open
             log.exception("closing listener %s failed", type(listener).__name__)

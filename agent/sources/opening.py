@@ -25,6 +25,7 @@ when :func:`probe_source` checks it up front and when its ``frames`` end with no
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,7 @@ from agent.sources.files import (
 )
 from agent.sources.frame import FrameSource
 from agent.sources.live import LiveSource, grab_live
-from agent.sources.names import HTTP_SCHEME, is_live, readable_source
+from agent.sources.names import HTTP_SCHEME, is_live, resolve_source
 from agent.sources.video import OpenVideo, open_video
 
 if TYPE_CHECKING:
@@ -190,14 +191,30 @@ def _grab_at(path: Path | str, opened: OpenVideo, at_s: float) -> np.ndarray:
 
 
 class SourceReader:
-    """The agent's :class:`~tools.frames.FrameReader`: sources named as the CLI reads them
-    (:func:`~agent.sources.names.readable_source`), frames through :func:`grab_frame`."""
+    """The agent's :class:`~tools.frames.FrameReader`: frames through :func:`grab_frame`, of the
+    sources watched into ``store`` and those the user ``named`` (``--source``), no others.
 
-    def __init__(self, store: Store | None) -> None:
+    The model chooses what its tools read, and the model reads text from the scene: a path or an
+    address it names is refused unless a watch or the user already chose it.
+    """
+
+    def __init__(self, store: Store | None, named: Iterable[str] = ()) -> None:
         self.store = store
+        self.named = [name for name in named if name]
 
     def readable(self, given: str) -> str:
-        return readable_source(self.store, given)
+        """The watched or named source ``given`` means (a base name is enough); else a ScenewatchError."""
+        rule = "the tools read only watched sources and those named with --source"
+        if self.store is not None:
+            try:
+                found = resolve_source(self.store, given, also=self.named)
+            except ScenewatchError as exc:
+                raise ScenewatchError(f"{exc}; {rule}") from None
+            if found is not None:
+                return found
+        if given in self.named:
+            return given
+        raise ScenewatchError(f"no source {given}: {rule} ({', '.join(self.named) or 'none named'})")
 
     def grab(self, source: str, at_s: float | None = None) -> np.ndarray:
         return grab_frame(source, at_s)
