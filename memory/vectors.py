@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -233,16 +234,30 @@ def _server_errors(
     return wrapper
 
 
+def _one_at_a_time(
+    method: Callable[Concatenate[VectorIndex, P], R],
+) -> Callable[Concatenate[VectorIndex, P], R]:
+    """Run ``method`` holding the index's lock (it changes the shard and client caches)."""
+
+    @wraps(method)
+    def wrapper(index: VectorIndex, *args: P.args, **kwargs: P.kwargs) -> R:
+        with index._lock:
+            return method(index, *args, **kwargs)
+
+    return wrapper
+
+
 class VectorIndex:
     """The observation vectors of one store: add, delete, recall, rebuild.
 
     ``recall`` has the signature the agent's recall tool expects.
 
-    Threads: ``embed`` is safe on several threads at once (the background indexer's workers embed
-    side by side). Everything else (``add``, ``delete``, ``clear``, ``recall``, ``close``) changes
-    the shard and client caches and is not: callers serialise it. One index may be shared between
-    threads that way; :class:`~memory.indexer.Indexer` does, holding its write lock around ``add``
-    (and the ``mark_indexed`` that follows), so only one worker writes at a time.
+    Threads: ``embed`` runs on several threads at once (the background indexer's workers embed
+    side by side). Everything else (``add``, ``delete``, ``clear``, ``count``, ``recall``,
+    ``shards``, ``close``) changes the shard and client caches, so the index runs one of them at a
+    time (its own lock): one index may be shared by every thread of a process (the service's API,
+    agent and MCP tools). :class:`~memory.indexer.Indexer` also holds its write lock around ``add``
+    and the ``mark_indexed`` that follows.
     """
 
     def __init__(
@@ -263,6 +278,7 @@ class VectorIndex:
         self._shards: dict[int, Chroma] = {}
         self._last_written: int | None = None
         self._newest: tuple[int, int] | None = None  # (shard, vectors) when recall last looked
+        self._lock = threading.RLock()
 
     # -- shards ---------------------------------------------------------------------------------
 
@@ -288,6 +304,7 @@ class VectorIndex:
             if c.name.startswith(_PREFIX)
         }
 
+    @_one_at_a_time
     def shards(self) -> list[int]:
         """The shards that exist, in order."""
         return sorted(self._collections())
@@ -306,6 +323,7 @@ class VectorIndex:
         """The vectors of observations' documents (thread-safe: workers embed side by side)."""
         return self.embeddings.embed_documents([document_text(obs) for obs in observations])
 
+    @_one_at_a_time
     def add(self, observations: Sequence[Observation], vectors: Sequence[list[float]] | None = None) -> int:
         """Upsert committed observations (ids set), embedding them unless ``vectors`` are given."""
         if any(obs.id is None for obs in observations):
@@ -333,6 +351,7 @@ class VectorIndex:
         return len(observations)
 
     @_server_errors
+    @_one_at_a_time
     def delete(self, ids: Iterable[int]) -> None:
         """Remove vectors by observation id; shards left empty are dropped."""
         by_shard: dict[int, list[str]] = {}
@@ -349,6 +368,7 @@ class VectorIndex:
                 del self._shards[shard]
 
     @_server_errors
+    @_one_at_a_time
     def clear(self) -> None:
         """Drop every shard."""
         for shard in self.shards():
@@ -358,11 +378,13 @@ class VectorIndex:
     # -- reading --------------------------------------------------------------------------------
 
     @_server_errors
+    @_one_at_a_time
     def count(self) -> int:
         """How many vectors the index holds."""
         return sum(collection.count() for collection in self._collections().values())
 
     @_server_errors
+    @_one_at_a_time
     def recall(
         self,
         query: str,
@@ -505,6 +527,7 @@ class VectorIndex:
         """Size of the local vector folder (0 for a Chroma server)."""
         return 0 if self.settings.chroma_url else folder_bytes(self.settings.chroma_dir)
 
+    @_one_at_a_time
     def close(self) -> None:
         self._shards.clear()
         close = getattr(self._client, "close", None)

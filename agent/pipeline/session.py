@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.core.config import Settings
-from agent.events.rule_engine import RuleEngine
+from agent.events.rule_engine import ClipMaker, RuleEngine
 from agent.events.ruleset import RuleSet
 from agent.pipeline.listeners import ObservationListener
 from agent.pipeline.stats import WatchSummary
@@ -37,6 +37,7 @@ class Pipeline:
     engine: Engine
     listeners: list[ObservationListener] = field(default_factory=list)
     questions: dict[str, str] = field(default_factory=dict)
+    rules: RuleEngine | None = None  # the rules engine among the listeners, when there are rules
     abandon: bool = False  # set when the model may still be on a batch nobody waits for
     watched: bool = False  # a watch or a watcher closes the listeners
 
@@ -77,23 +78,28 @@ def open_pipeline(
     backend: VisionBackend | None = None,
     memory: bool = True,
     instrument: Callable[[VisionBackend], VisionBackend] | None = None,
+    clips: ClipMaker | None = None,
 ) -> Iterator[Pipeline]:
     """The store at ``settings.db_path``; with ``memory``, the episode tracker and the indexer; the
-    rules engine of ``ruleset``; then the engine over ``backend`` (default: the one the settings
-    name, loaded last so that a bad store or rules file costs no model load), wrapped by
-    ``instrument`` when given (the service's metrics).
+    rules engine of ``ruleset`` (making its rules' clips with ``clips``); then the engine over
+    ``backend`` (default: the one the settings name, loaded last so that a bad store or rules file
+    costs no model load), wrapped by ``instrument`` when given (the service's metrics).
 
-    The watch questions are the ruleset's, then ``questions``. At the end the engine is closed
-    (unless ``pipeline.abandon`` was set: a batch may still be running) and the store last.
+    The watch questions are the ruleset's, then ``questions``; with a ruleset they are the rules
+    engine's own mapping (:attr:`RuleEngine.questions`), so rules added while the watch runs are
+    asked from the next frame. At the end the engine is closed (unless ``pipeline.abandon`` was
+    set: a batch may still be running) and the store last.
     """
     store = Store(settings.db_path)
     listeners: list[ObservationListener] = []
+    rules: RuleEngine | None = None
     try:
         if memory:
             listeners.append(EpisodeTracker(store, settings))
             listeners.append(Indexer(store, settings))
         if ruleset is not None:
-            listeners.append(RuleEngine(ruleset, store, settings))
+            rules = RuleEngine(ruleset, store, settings, clips=clips)
+            listeners.append(rules)
         vision = backend or make_backend(settings)
         engine = Engine(
             instrument(vision) if instrument is not None else vision,
@@ -104,8 +110,9 @@ def open_pipeline(
         _close(listeners)
         store.close()
         raise
-    asked = {**(ruleset.questions if ruleset else {}), **(questions or {})}
-    pipeline = Pipeline(settings, store, engine, listeners, asked)
+    asked = rules.questions if rules is not None else {}
+    asked.update(questions or {})
+    pipeline = Pipeline(settings, store, engine, listeners, asked, rules=rules)
     try:
         yield pipeline
     finally:

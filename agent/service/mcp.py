@@ -10,7 +10,7 @@ its API and MCP clients. Two transports:
   (FastAPI does not run a mounted app's lifespan)::
 
       server = build_mcp_server(settings, store=store, engine=engine, vectors=vectors)
-      endpoint = mcp_http(server, host=settings_host)
+      endpoint = mcp_http(server, host=settings.api_host)
       app.router.routes.extend(endpoint.routes)
       # in the lifespan:  async with endpoint.session_manager.run(): yield
 
@@ -20,8 +20,7 @@ its API and MCP clients. Two transports:
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -55,30 +54,39 @@ INSTRUCTIONS = (
 )
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
+VectorsGiven = VectorIndex | Callable[[], VectorIndex]
+"""An open vector index, or how to get it at each call (the service opens its own at first use)."""
+WatchesGiven = Watchlist | Callable[[], Watchlist] | None
+"""Where ``ask``'s agent puts watches, or how to get it at each call (the service's, once loaded)."""
+
 
 def build_mcp_server(
     settings: Settings,
     *,
     store: Store,
     engine: VisionBackend,
-    vectors: VectorIndex,
+    vectors: VectorsGiven,
     frames: FrameReader | None = None,
-    watches: Watchlist | None = None,
+    watches: WatchesGiven = None,
     chat_model: BaseChatModel | None = None,
-    vectors_lock: threading.Lock | None = None,
 ) -> MCPServer:
-    """An MCP server over the caller's open ``store``, ``engine`` (the shared model) and ``vectors``.
+    """An MCP server over the caller's open ``store``, ``engine`` (the shared model) and ``vectors``
+    (an index, or a function giving it: one index may serve every thread of a process).
 
     ``frames`` reads sources for ``look`` (default: :class:`~agent.sources.SourceReader` over the
-    store); ``watches`` and ``chat_model`` go to the agent behind ``ask`` (defaults: watches stored
-    for the next serve; the chat model the settings name); ``vectors_lock`` serialises recall with
-    the caller's other users of ``vectors`` (a VectorIndex is not thread-safe). The caller keeps
-    ownership of everything it passes. A user error (an unknown source, a bad time) comes back as
-    the tool's error with its message.
+    store); ``watches`` (or a function giving it) and ``chat_model`` go to the agent behind ``ask``
+    (defaults: watches stored for the next serve; the chat model the settings name). The caller
+    keeps ownership of everything it passes. A user error (an unknown source, a bad time, a service
+    still loading its model) comes back as the tool's error with its message.
     """
     server = MCPServer("scenewatch", instructions=INSTRUCTIONS, log_level="WARNING")
     look_tool = make_look_tool(engine, store, frames or SourceReader(store), settings)
-    recall_lock = vectors_lock or threading.Lock()
+
+    def index() -> VectorIndex:
+        return vectors() if callable(vectors) else vectors
+
+    def watchlist() -> Watchlist | None:
+        return watches() if callable(watches) else watches
 
     def source_of(given: str | None) -> str | None:
         return resolve_source(store, given, also=Outbox(store).sources()) if given else None
@@ -102,8 +110,7 @@ def build_mcp_server(
         range and of one source: id, source, ts (epoch seconds), video_t, summary, score."""
         with _user_errors():
             start, end, name = when(since), when(until), source_of(source)
-            with recall_lock:
-                found = vectors.recall(query, source=name, since=start, until=end, k=max(1, min(k, 50)))
+            found = index().recall(query, source=name, since=start, until=end, k=max(1, min(k, 50)))
         return [item.to_dict() for item in found]
 
     @server.tool()
@@ -140,9 +147,9 @@ def build_mcp_server(
                 source=source_of(source),
                 thread=thread,
                 engine=engine,
-                vectors=vectors,
+                vectors=index(),
                 chat_model=chat_model,
-                watches=watches,
+                watches=watchlist(),
             ) as assistant,
         ):
             return {"answer": assistant.ask(question), "thread": assistant.thread}
