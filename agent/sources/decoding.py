@@ -189,10 +189,13 @@ class VideoReader:
                 if packet.size == 0:
                     continue  # the flush packet at the end; an AVI's empty ticks
                 self.stats.packets += 1
-                self.position_s = clock(self.time_of(packet.dts if packet.dts is not None else packet.pts))
+                t = self.time_of(packet.pts if packet.pts is not None else packet.dts)
+                decoding_t = self.time_of(packet.dts if packet.dts is not None else packet.pts)
+                self.position_s = clock(decoding_t)
+                shown_after = t - decoding_t if t is not None and decoding_t is not None else 0.0  # B-frames
                 length = float(packet.duration * self._time_base) if packet.duration else clock.gap
-                self.ended_s = max(self.ended_s, self.position_s + length)
-                yield packet, self.time_of(packet.pts if packet.pts is not None else packet.dts)
+                self.ended_s = max(self.ended_s, self.position_s + shown_after + length)
+                yield packet, t
         except av.error.FFmpegError as exc:
             self.read_error = str(exc)
             log.warning("%s: reading stopped: %s", self.src, exc)
