@@ -320,6 +320,8 @@ def run_watch(
                     reconnect_max_s=settings.reconnect_max_s,
                     timeout_s=settings.stream_timeout_s,
                     give_up_s=settings.stream_give_up_s,
+                    jitter_s=settings.sample_jitter_s,
+                    stop=stop,  # a URL that takes long to open is not waited for once stopping
                 )
             )
         jsonl_file = _open_jsonl(jsonl) if jsonl is not None else None

@@ -68,17 +68,18 @@ class LiveSource:
         timeout_s: float,
         give_up_s: float,
         jitter_s: float = 0.0,
-        reader: VideoReader | None = None,
+        first: VideoReader | StreamError | None = None,
     ) -> None:
-        """``reader``: the stream already opened (its first connection); ``jitter_s``: see the module."""
+        """``first``: the first attempt to open the stream, if made (its reader, or why it failed);
+        ``jitter_s``: see the module."""
         self.name, self.spec, self.every_s = name, spec.strip(), every_s
         self.reconnect_max_s, self.timeout_s, self.give_up_s = reconnect_max_s, timeout_s, give_up_s
         self.jitter_s = jitter_s
         self.unreadable = 0
         self.video_s = 0.0
         self.reconnects = 0
-        self.problem: StreamError | None = None  # why the last connection gave no frame
-        self._opened = reader
+        self.problem = first if isinstance(first, StreamError) else None  # why the last attempt failed
+        self._opened = first if isinstance(first, VideoReader) else None
         self._latest: _Newest | None = None
         self._changed = threading.Condition()
         self._reader: threading.Thread | None = None

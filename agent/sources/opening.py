@@ -45,6 +45,7 @@ from agent.sources.files import (
 from agent.sources.frame import FrameSource
 from agent.sources.live import LiveSource, grab_live
 from agent.sources.names import HTTP_SCHEME, is_live, resolve_source
+from agent.sources.reachability import StreamError
 
 if TYPE_CHECKING:
     from memory.store import Store
@@ -76,10 +77,10 @@ def open_source(
     thread: once ``stop`` is set it is not waited for (it is then taken for a live stream, which
     ends at once).
     """
-    recording: VideoReader | None = None
+    opened: VideoReader | StreamError | None = None
     if HTTP_SCHEME.match(spec.strip()):
-        recording = open_url(spec.strip(), timeout_s, stop)
-        if recording is not None and recording.duration_s is not None:
+        opened = open_url(spec.strip(), timeout_s, stop)
+        if isinstance(opened, VideoReader) and opened.duration_s is not None:
             log.info("%s is a recording: watched in video time, once", spec)
             return VideoFileSource(
                 spec.strip(),
@@ -87,7 +88,7 @@ def open_source(
                 every_s=every_s,
                 start_ts=start_ts,
                 jitter_s=jitter_s,
-                reader=recording,
+                reader=opened,
             )
     if is_live(spec):
         return LiveSource(
@@ -98,7 +99,7 @@ def open_source(
             timeout_s=timeout_s,
             give_up_s=give_up_s,
             jitter_s=jitter_s,
-            reader=recording,
+            first=opened,
         )
     path = local_path(spec)
     if path.is_dir():
@@ -107,27 +108,30 @@ def open_source(
     return VideoFileSource(path, name=spec, every_s=every_s, start_ts=start_ts, jitter_s=jitter_s)
 
 
-def open_url(url: str, timeout_s: float, stop: threading.Event | None = None) -> VideoReader | None:
-    """``url`` opened on a thread of its own (None when it does not open, or when ``stop`` is set
-    first: then the opening goes on in the background and is closed when it ends).
+def open_url(
+    url: str, timeout_s: float, stop: threading.Event | None = None
+) -> VideoReader | StreamError | None:
+    """``url`` opened on a thread of its own: its reader, or the StreamError that says why it did
+    not open; None when ``stop`` was set first (the opening then goes on in the background and is
+    closed when it ends).
 
     The calling thread waits in short steps, so that a signal handler on the main thread runs
     and a stop is seen at once, however long FFmpeg takes to give up.
     """
     done = threading.Event()
     lock = threading.Lock()
-    state: dict[str, VideoReader | bool | None] = {"reader": None, "abandoned": False}
+    outcome: list[VideoReader | StreamError] = []
+    abandoned = False
 
     def run() -> None:
         try:
-            reader = VideoReader(url, timeout_s=timeout_s)
-        except ScenewatchError as exc:
-            log.debug("%s: %s", url, exc)
-            reader = None
+            opened: VideoReader | StreamError = VideoReader(url, timeout_s=timeout_s)
+        except StreamError as exc:
+            opened = exc
         with lock:
-            if state["abandoned"] and reader is not None:
-                reader.close()
-            state["reader"] = reader
+            if abandoned and isinstance(opened, VideoReader):
+                opened.close()
+            outcome.append(opened)
             done.set()
 
     threading.Thread(target=run, name=f"open-{url}", daemon=True).start()
@@ -135,10 +139,9 @@ def open_url(url: str, timeout_s: float, stop: threading.Event | None = None) ->
         if stop is not None and stop.is_set():
             with lock:
                 if not done.is_set():
-                    state["abandoned"] = True
+                    abandoned = True
                     return None
-    reader = state["reader"]
-    return reader if isinstance(reader, VideoReader) else None
+    return outcome[0]
 
 
 def open_recording(spec: str, timeout_s: float = 10.0) -> VideoReader | None:
@@ -150,11 +153,13 @@ def open_recording(spec: str, timeout_s: float = 10.0) -> VideoReader | None:
     """
     if not HTTP_SCHEME.match(spec.strip()):
         return None
-    reader = open_url(spec.strip(), timeout_s)
-    if reader is not None and reader.duration_s is None:
-        reader.close()
+    opened = open_url(spec.strip(), timeout_s)
+    if not isinstance(opened, VideoReader):
         return None
-    return reader
+    if opened.duration_s is None:
+        opened.close()
+        return None
+    return opened
 
 
 def local_path(spec: str) -> Path:
