@@ -138,6 +138,7 @@ class VideoReader:
         self.read_error: str | None = None
         self._start = self.stream.start_time or 0
         self._time_base: Fraction = self.stream.time_base or Fraction(1, 1_000_000)
+        self._seconds_per_tick = float(self._time_base)
         self._reorders = bool(self.stream.codec_context.has_b_frames)
 
     @property
@@ -147,7 +148,7 @@ class VideoReader:
 
     def time_of(self, timestamp: int | None) -> float | None:
         """Seconds from the stream's start of a timestamp in the stream's time base."""
-        return None if timestamp is None else float((timestamp - self._start) * self._time_base)
+        return None if timestamp is None else (timestamp - self._start) * self._seconds_per_tick
 
     def samples(self, every_s: float, *, jitter_s: float = 0.0) -> Iterator[Sample]:
         """A frame every ``every_s`` seconds of decoder time, decoding as little as that needs.
@@ -193,7 +194,7 @@ class VideoReader:
                 decoding_t = self.time_of(packet.dts if packet.dts is not None else packet.pts)
                 self.position_s = clock(decoding_t)
                 shown_after = t - decoding_t if t is not None and decoding_t is not None else 0.0  # B-frames
-                length = float(packet.duration * self._time_base) if packet.duration else clock.gap
+                length = packet.duration * self._seconds_per_tick if packet.duration else clock.gap
                 self.ended_s = max(self.ended_s, self.position_s + shown_after + length)
                 yield packet, t
         except av.error.FFmpegError as exc:
