@@ -33,6 +33,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,8 @@ def write_clip(spec: ClipSpec, path: Path) -> Path:
     size = f"size={spec.width}x{spec.height}:rate={FPS}"
     if spec.scene == "static":
         frames = round(spec.seconds * FPS)
-        graph = f"testsrc2={size}:duration={1 / FPS},loop=loop={frames - 1}:size=1:start=0,"
-        graph += f"setpts=N/{FPS}/TB,noise=alls=3:allf=t"
+        graph = f"testsrc2={size}:duration={1 / FPS},loop=loop={frames - 1}:size=1:start=0"
+        graph += ",noise=alls=3:allf=t"
     else:
         graph = f"testsrc2={size}:duration={spec.seconds:g},noise=alls=8:allf=t"
     gop = round(spec.gop_s * FPS)
@@ -94,8 +95,9 @@ def write_clip(spec: ClipSpec, path: Path) -> Path:
             "maxrate": spec.bitrate,
             "bufsize": spec.bitrate,
         }
-        for frame in source.decode(video=0):
+        for index, frame in enumerate(source.decode(video=0)):
             frame.pict_type = av.video.frame.PictureType.NONE  # lavfi marks every frame a key frame
+            frame.pts, frame.time_base = index, Fraction(1, FPS)  # the loop filter repeats some
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
     partial.replace(path)

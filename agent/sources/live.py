@@ -154,7 +154,7 @@ class LiveSource:
                 self._publish(None, image)
         finally:
             cap.release()
-        self.problem = None if read_any else StreamError(f"webcam {self.spec} gave no frame", connected=True)
+        self.problem = None if read_any else StreamError(f"webcam {self.spec} gave no frame", connected=False)
         return read_any
 
     def _publish(self, frame: av.VideoFrame | None, image: np.ndarray | None) -> None:
