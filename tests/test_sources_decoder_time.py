@@ -277,3 +277,26 @@ def test_the_sampler_takes_the_frame_nearest_each_sampling_time() -> None:
             nearest = min(times, key=lambda t, target=target: (abs(t - target), t))
             if abs(nearest - target) < spacing / 2:
                 assert nearest in taken
+
+
+def test_frames_a_decoder_holds_back_are_waited_for(clips: dict) -> None:
+    """With frame threads the decoder gives each frame out a few packets late: the sampled frames
+    are still exactly those of decoding every frame."""
+    path = clips["cfr.mp4"][0]
+    with VideoReader(path) as reader:
+        reader.stream.thread_type = "FRAME"
+        reader.stream.codec_context.thread_count = 3
+        got = [(sample.t, index_of(sample.image)) for sample in reader.samples(0.7)]
+    expected = expected_samples(path, 0.7)
+    assert [t for t, _ in got] == pytest.approx([t for t, _ in expected])
+    assert [index for _, index in got] == [index for _, index in expected]
+
+
+def test_long_groups_of_pictures_are_decoded_as_they_come_past_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.sources.decoding.MAX_WAITING", 10)
+    path = write(tmp_path / "long_gop.mkv", range(250), Fraction(1, 25), gop=250)  # one key frame
+    source, frames = sample(path)
+    assert [index_of(f.image) for f in frames] == [25 * s for s in range(10)]
+    assert source.reader.stats.decoded == 250 - 10  # all but the last 10, which never had to be

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 END_SLACK_S = 1.0
 """A video whose frames end more than this before its stated duration ended early (truncated)."""
 
+MAX_WAITING = 300
+"""The most packets kept undecoded while sampling (a few MB at 1080p)."""
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -240,37 +243,62 @@ class VideoReader:
         self.close()
 
 
+@dataclass
+class _Waiting:
+    """A packet of the current group of pictures; ``packet`` is None once given to the decoder."""
+
+    packet: av.Packet | None
+    t: float
+    pts: int | None
+    key: bool
+
+
 class _PacketSampler:
-    """Sampling by packet time, for streams decoded in presentation order (no B-frames)."""
+    """Sampling by packet time, for streams decoded in presentation order (no B-frames).
+
+    The packets of the current group of pictures wait, undecoded, until a sampled frame needs them;
+    a packet is let go once decoded. At most :data:`MAX_WAITING` wait: past that (key frames tens
+    of seconds apart) the oldest are decoded as they come, which reaching any later frame of the
+    group would need anyway. A sampled frame that the decoder does not give out at once (the first
+    field of a pair, a decoder that holds frames back) is held: the packets after it are decoded as
+    they come until it is out.
+    """
 
     def __init__(self, reader: VideoReader, every_s: float, jitter_s: float) -> None:
         self.reader, self.every_s, self.jitter_s = reader, every_s, jitter_s
-        self.gop: list[tuple[av.Packet, float]] = []  # the packets since the last key frame
+        self.gop: list[_Waiting] = []  # the packets since the last key frame
         self.fed = 0  # how many of them the decoder has had, in order
         self.last_t = -math.inf  # the time of the last frame given (each frame is given once)
         self.pending: tuple[float, int] | None = None  # (sampling time, packet) awaiting a key frame
+        self.held: list[_Waiting] = []  # sampled packets whose frames have not come out yet
 
     def samples(self) -> Iterator[Sample]:
         sampler, clock = TimeSampler(self.every_s), MonotonicTime()
         for packet, packet_t in self.reader.packets():
             t = clock(packet_t)
-            if packet.is_keyframe:
+            waiting = _Waiting(packet, t, packet.pts, bool(packet.is_keyframe))
+            if waiting.key:
+                yield from self._drain()
                 if self.pending is not None and t - self.pending[0] <= self.jitter_s:
-                    self.gop, self.fed, self.pending = [(packet, t)], 0, None
+                    self.gop, self.fed, self.pending = [waiting], 0, None
                     yield from self._take(0)  # a key frame near enough after the sampling time
                 else:
                     yield from self._resolve()
-                    self.gop, self.fed = [(packet, t)], 0
+                    self.gop, self.fed = [waiting], 0
             elif not self.gop:
                 continue  # before the first key frame: not decodable
             else:
-                self.gop.append((packet, t))
+                self.gop.append(waiting)
+                if self.held:
+                    yield from self._feed_through(len(self.gop) - 1)
+                elif len(self.gop) - self.fed > MAX_WAITING and self.pending is None:
+                    yield from self._feed_through(self.fed)
                 if self.pending is not None and t > self.pending[0] + self.jitter_s:
                     yield from self._resolve()
             if not sampler.due(t) or t <= self.last_t:
                 continue
             yield from self._resolve()
-            index, key_t = len(self.gop) - 1, self.gop[0][1]
+            index, key_t = len(self.gop) - 1, self.gop[0].t
             if index == 0 or self.jitter_s == 0:
                 yield from self._take(index)
             elif sampler.target - key_t <= self.jitter_s and key_t > self.last_t and self.fed == 0:
@@ -278,6 +306,7 @@ class _PacketSampler:
             else:
                 self.pending = (sampler.target, index)
         yield from self._resolve()
+        yield from self._drain()
 
     def _resolve(self) -> Iterator[Sample]:
         """The exact frame of a sampling time that no key frame came near enough to."""
@@ -287,21 +316,39 @@ class _PacketSampler:
 
     def _take(self, index: int) -> Iterator[Sample]:
         """The frame of ``gop[index]``, decoding the group of pictures up to it where not done yet."""
-        if index < self.fed:
-            return  # the decoder is past it
-        frames: list[av.VideoFrame] = []
+        waiting = self.gop[index]
+        if waiting.t <= self.last_t or (index < self.fed and not self.held):
+            return  # given, or decoded and passed over
+        self.held.append(waiting)
+        yield from self._feed_through(index)
+
+    def _feed_through(self, index: int) -> Iterator[Sample]:
+        """Decode the waiting packets up to ``gop[index]``, giving the held frames that come out."""
         while self.fed <= index:
-            frames = self.reader.decode(self.gop[self.fed][0])
+            waiting = self.gop[self.fed]
             self.fed += 1
-        if not frames:  # a decoder that holds frames back: get them out, then restart from the key
-            frames = self.reader.drain()
-            self.fed = 0
-        packet, t = self.gop[index]
-        frame = next((f for f in frames if f.pts == packet.pts), frames[-1] if frames else None)
-        if frame is None or t <= self.last_t:
+            if waiting.packet is not None:
+                packet, waiting.packet = waiting.packet, None
+                for frame in self.reader.decode(packet):
+                    yield from self._release(frame)
+
+    def _drain(self) -> Iterator[Sample]:
+        """Frames the decoder still holds, before a key frame or at the end."""
+        if self.held:
+            for frame in self.reader.drain():
+                yield from self._release(frame)
+            self.held.clear()
+
+    def _release(self, frame: av.VideoFrame) -> Iterator[Sample]:
+        """The first held sample, when ``frame`` is its frame (the first out at or after it)."""
+        if not self.held:
             return
-        self.last_t = t
-        yield Sample(self.reader.convert(frame), t, bool(packet.is_keyframe))
+        if self.held[0].pts is not None and frame.pts is not None and frame.pts < self.held[0].pts:
+            return  # an earlier frame, decoded on the way
+        waiting = self.held.pop(0)
+        if waiting.t > self.last_t:
+            self.last_t = waiting.t
+            yield Sample(self.reader.convert(frame), waiting.t, waiting.key)
 
 
 def frame_at(reader: VideoReader, at_s: float) -> tuple[np.ndarray, float]:
