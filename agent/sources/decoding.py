@@ -23,6 +23,7 @@ import itertools
 import logging
 import math
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 END_SLACK_S = 1.0
 """A video whose frames end more than this before its stated duration ended early (truncated)."""
+
+POLL_S = 0.1
+"""How often a thread waiting for a URL to open checks whether to stop waiting."""
 
 MAX_WAITING = 300
 """The most packets kept undecoded while sampling (a few MB at 1080p)."""
@@ -103,6 +107,42 @@ def open_input(src: str | Path, timeout_s: float | None = None) -> av.container.
             raise StreamError(f"connected to {name}, but what came has no video stream", connected=True)
         raise ScenewatchError(f"cannot read video {name}: it has no video stream")
     return container
+
+
+def open_url(
+    url: str, timeout_s: float, stop: threading.Event | None = None
+) -> VideoReader | StreamError | None:
+    """``url`` opened on a thread of its own: its reader, or the StreamError that says why it did
+    not open; None when ``stop`` was set first (the opening then goes on in the background and is
+    closed when it ends).
+
+    The calling thread waits in short steps, so that a signal handler on the main thread runs
+    and a stop is seen at once, however long FFmpeg takes to give up.
+    """
+    done = threading.Event()
+    lock = threading.Lock()
+    outcome: list[VideoReader | StreamError] = []
+    abandoned = False
+
+    def run() -> None:
+        try:
+            opened: VideoReader | StreamError = VideoReader(url, timeout_s=timeout_s)
+        except StreamError as exc:
+            opened = exc
+        with lock:
+            if abandoned and isinstance(opened, VideoReader):
+                opened.close()
+            outcome.append(opened)
+            done.set()
+
+    threading.Thread(target=run, name=f"open-{url}", daemon=True).start()
+    while not done.wait(POLL_S):
+        if stop is not None and stop.is_set():
+            with lock:
+                if not done.is_set():
+                    abandoned = True
+                    return None
+    return outcome[0]
 
 
 def stated_duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:

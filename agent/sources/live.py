@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from agent.core.errors import ScenewatchError
-from agent.sources.decoding import VideoReader, to_bgr
+from agent.sources.decoding import VideoReader, open_url, to_bgr
 from agent.sources.frame import Frame
 from agent.sources.reachability import StreamError
 
@@ -250,7 +250,11 @@ def grab_live(source: str, timeout_s: float) -> np.ndarray:
         if not ok or image is None:
             raise ScenewatchError(f"webcam {source} gave no frame")
         return image
-    with VideoReader(source, timeout_s=timeout_s) as reader:
+    opened = open_url(source, timeout_s)  # waited for in steps: Ctrl-C is not kept waiting
+    if isinstance(opened, StreamError):
+        raise opened
+    assert opened is not None
+    with opened as reader:
         for frame in reader.frames():
             return reader.convert(frame)
     raise ScenewatchError(f"{source} sent no frame within {timeout_s:g} s")

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agent.core.errors import ScenewatchError
-from agent.sources.decoding import VideoReader, frame_at
+from agent.sources.decoding import VideoReader, frame_at, open_url
 from agent.sources.files import (
     ImageFolderSource,
     VideoFileSource,
@@ -51,9 +51,6 @@ if TYPE_CHECKING:
     from memory.store import Store
 
 log = logging.getLogger(__name__)
-
-POLL_S = 0.1
-"""How often a thread waiting for a URL to open checks whether the watch is stopping."""
 
 
 def open_source(
@@ -106,42 +103,6 @@ def open_source(
         interval = frame_interval_s or every_s
         return ImageFolderSource(path, name=spec, every_s=every_s, interval_s=interval, start_ts=start_ts)
     return VideoFileSource(path, name=spec, every_s=every_s, start_ts=start_ts, jitter_s=jitter_s)
-
-
-def open_url(
-    url: str, timeout_s: float, stop: threading.Event | None = None
-) -> VideoReader | StreamError | None:
-    """``url`` opened on a thread of its own: its reader, or the StreamError that says why it did
-    not open; None when ``stop`` was set first (the opening then goes on in the background and is
-    closed when it ends).
-
-    The calling thread waits in short steps, so that a signal handler on the main thread runs
-    and a stop is seen at once, however long FFmpeg takes to give up.
-    """
-    done = threading.Event()
-    lock = threading.Lock()
-    outcome: list[VideoReader | StreamError] = []
-    abandoned = False
-
-    def run() -> None:
-        try:
-            opened: VideoReader | StreamError = VideoReader(url, timeout_s=timeout_s)
-        except StreamError as exc:
-            opened = exc
-        with lock:
-            if abandoned and isinstance(opened, VideoReader):
-                opened.close()
-            outcome.append(opened)
-            done.set()
-
-    threading.Thread(target=run, name=f"open-{url}", daemon=True).start()
-    while not done.wait(POLL_S):
-        if stop is not None and stop.is_set():
-            with lock:
-                if not done.is_set():
-                    abandoned = True
-                    return None
-    return outcome[0]
 
 
 def open_recording(spec: str, timeout_s: float = 10.0) -> VideoReader | None:
