@@ -24,9 +24,14 @@ import cv2
 import numpy as np
 import pytest
 
+from agent.core.config import Settings
 from agent.core.errors import ScenewatchError
+from agent.pipeline.watch import run_watch
 from agent.sources import VideoFileSource, VideoReader, frame_at, grab_frame
 from agent.sources.sampling import MonotonicTime, TimeSampler
+from memory.store import Store
+from tools.vision.engine import Engine
+from tools.vision.scripted import ScriptedBackend
 
 WIDTH, HEIGHT = 320, 180
 BITS, BLOCK = 12, 24
@@ -300,3 +305,21 @@ def test_long_groups_of_pictures_are_decoded_as_they_come_past_a_bound(
     source, frames = sample(path)
     assert [index_of(f.image) for f in frames] == [25 * s for s in range(10)]
     assert source.reader.stats.decoded == 250 - 10  # all but the last 10, which never had to be
+
+
+def test_a_watch_of_the_field_coded_avi_is_stamped_to_its_real_end(
+    clips: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reported symptom, through the watch loop: observations stamped 0 to 12 s (not 0 to 6.8 s),
+    and no "ended at 6.8 s of its stated 13.6 s" warning."""
+    settings = Settings(home=tmp_path / "home", every_s=2.0, gate_threshold=0.0)
+    store = Store(settings.db_path)
+    with (
+        caplog.at_level(logging.WARNING),
+        Engine(ScriptedBackend(default='{"summary": "a test card"}')) as engine,
+    ):
+        summary = run_watch([str(clips["field.avi"][0])], settings, engine=engine, store=store)
+    assert not summary.errors
+    assert [o.video_t for o in store.between()] == pytest.approx([0, 2, 4, 6, 8, 10, 12])
+    assert summary.sources[str(clips["field.avi"][0])].video_s == pytest.approx(13.6)
+    assert "ended at" not in caplog.text
