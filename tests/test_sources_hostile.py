@@ -107,15 +107,15 @@ def stalls_after(frames: int) -> Callable[[socket.socket], None]:
 
 
 @pytest.mark.parametrize("name", SECONDS_FIELDS)
-@pytest.mark.parametrize(
-    ("text", "problem"), [("inf", "finite"), ("1e12", "at most a week"), ("8d", "a week")]
-)
+@pytest.mark.parametrize("text", ["inf", "1e12", "8d"])
 def test_endless_durations_are_refused_in_one_line(
-    monkeypatch: pytest.MonkeyPatch, name: str, text: str, problem: str
+    monkeypatch: pytest.MonkeyPatch, name: str, text: str
 ) -> None:
+    """Every duration setting is bounded: at most a week, less where a field says so."""
     monkeypatch.setenv(f"SCENEWATCH_{name.upper()}", text)
+    problem = "(must be a finite number|must be at most a week|Input should be less than or equal to)"
     with pytest.raises(
-        ScenewatchError, match=rf"^invalid setting: {name} \(SCENEWATCH_{name.upper()}\): .*{problem}"
+        ScenewatchError, match=rf"^invalid setting: {name} \(SCENEWATCH_{name.upper()}\): {problem}"
     ):
         load_settings()
 

@@ -66,6 +66,8 @@ class _StopOnSignal:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.received:
+            return  # stopping on a signal: kept to the end, which _exit_now makes at once
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -177,7 +179,7 @@ def watch(
             pipeline.abandon = hurry.is_set()  # the model may still be on a batch nobody waits for
         _report(summary)
     status = signals.exit_status(summary)
-    if hurry.is_set():
+    if signals.received:  # a later Ctrl-C must not meet Python's shutdown, nor wait for a stream's reader
         _exit_now(status)
     if status:
         raise typer.Exit(status)
