@@ -11,6 +11,7 @@ from tools.compare import make_compare_tool
 from tools.frames import FrameReader
 from tools.look import make_look_tool
 from tools.narrate import make_narrate_tool
+from tools.read_text import make_read_text_tool
 from tools.recall import make_recall_tool
 from tools.timeline import make_timeline_tool
 from tools.troubleshoot import make_troubleshoot_tool
@@ -26,7 +27,7 @@ def build_tools(
     frames: FrameReader,
     source: str | None = None,
 ) -> list[BaseTool]:
-    """look, compare, recall, timeline, narrate and troubleshoot.
+    """look, compare, recall, timeline, narrate, troubleshoot and read_text.
 
     ``engine`` answers every vision request (pass the :class:`~tools.vision.engine.Engine` so the
     watch loop and the agent share one model); ``frames`` reads the sources for look and compare;
@@ -39,4 +40,5 @@ def build_tools(
         make_timeline_tool(store),
         make_narrate_tool(engine, store, settings),
         make_troubleshoot_tool(engine, settings),
+        make_read_text_tool(store, frames, source),
     ]
