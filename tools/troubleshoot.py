@@ -199,13 +199,13 @@ def troubleshoot(
         max_new_tokens=settings.max_new_tokens,
     )
     reading = parse_reading(generate([read_request])[0].text)
-    text = read_photo_text(photo)
-    query = build_query(reading, question, text)
+    on_photo = read_photo_text(photo)
+    query = build_query(reading, question, on_photo)
     hits = kb.search(query, settings.kb_k)
 
     def not_covered() -> TroubleshootResult:
         answer = not_covered_message(kb.name, query)
-        return TroubleshootResult(reading, query, hits, False, answer, [], [], text)
+        return TroubleshootResult(reading, query, hits, False, answer, [], [], on_photo)
 
     if not any(hit.similarity >= settings.kb_min_score or hit.codes for hit in hits):
         return not_covered()
@@ -220,7 +220,7 @@ def troubleshoot(
     if text.upper().startswith(NOT_COVERED):
         return not_covered()
     answer, citations, rejected = check_citations(text, hits)
-    return TroubleshootResult(reading, query, hits, True, answer, citations, rejected, text)
+    return TroubleshootResult(reading, query, hits, True, answer, citations, rejected, on_photo)
 
 
 class TroubleshootInput(BaseModel):
