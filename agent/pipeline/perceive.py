@@ -57,7 +57,6 @@ class Perception:
     tiling, so a bad setting stops the watch before a vision model loads."""
 
     def __init__(self, settings: Settings, sources: Mapping[str, SourceRules] | None = None) -> None:
-        self.settings = settings
         self.options = detector_options(settings)
         self.model = load_model()
         self.sources = dict(sources or {})
@@ -157,8 +156,8 @@ class Perceiver:
         return FrameDecision(decision.analyse, decision.score, decision.reason, findings)
 
     def _track(self, record: TrackRecord, state: TrackState) -> Track:
-        inside = self.zones is not None and state != "left"
-        zones = tuple(self.zones.zones_of(record.track_id)) if self.zones is not None and inside else ()
+        in_view = self.zones is not None and state != "left"
+        zones = tuple(self.zones.zones_of(record.track_id)) if self.zones is not None and in_view else ()
         return Track(record.track_id, record.label, record.first_seen, record.last_seen, state, zones)
 
     def _text(self, image: np.ndarray) -> list[str] | None:

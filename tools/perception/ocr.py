@@ -15,7 +15,6 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -41,9 +40,6 @@ class TextLine:
     text: str
     score: float
     box: tuple[int, int, int, int]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "score": self.score, "box": list(self.box)}
 
 
 def packaged_models() -> Path:
