@@ -43,7 +43,10 @@ CREATE TABLE IF NOT EXISTS observations (
     thumb_path TEXT,
     model TEXT NOT NULL DEFAULT '',
     episode_id INTEGER,
-    indexed INTEGER NOT NULL DEFAULT 0
+    indexed INTEGER NOT NULL DEFAULT 0,
+    detections TEXT,
+    tracks TEXT,
+    text TEXT
 );
 CREATE INDEX IF NOT EXISTS observations_source_ts ON observations (source, ts);
 CREATE INDEX IF NOT EXISTS observations_ts ON observations (ts);
@@ -53,8 +56,18 @@ CREATE INDEX IF NOT EXISTS observations_unindexed ON observations (indexed) WHER
 
 _COLUMNS = (
     "source, ts, video_t, summary, people, objects, actions, changes, answers, raw, parsed, "
-    "gate_score, latency_ms, thumb_path, model, episode_id"
+    "gate_score, latency_ms, thumb_path, model, episode_id, detections, tracks, text"
 )
+_ADDED_COLUMNS = {"detections": "TEXT", "tracks": "TEXT", "text": "TEXT"}
+"""Columns added after the first release: a database without them gets them when it opens (NULL)."""
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _loaded(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def _row_to_observation(row: sqlite3.Row) -> Observation:
@@ -76,6 +89,9 @@ def _row_to_observation(row: sqlite3.Row) -> Observation:
         thumb_path=row["thumb_path"],
         model=row["model"],
         episode_id=row["episode_id"],
+        detections=_loaded(row["detections"]),
+        tracks=_loaded(row["tracks"]),
+        text=_loaded(row["text"]),
     )
 
 
@@ -119,6 +135,7 @@ class Store:
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("PRAGMA busy_timeout=5000")
                 self._conn.executescript(OBSERVATIONS_SCHEMA)
+                self._add_columns()
         except sqlite3.Error as exc:
             self._conn.close()
             raise database_error(self.path, exc) from exc
@@ -150,6 +167,13 @@ class Store:
                 if not is_file_problem(exc):
                     raise
                 raise database_error(self.path, exc) from exc
+
+    def _add_columns(self) -> None:
+        """Add the columns an older database lacks (their values stay NULL)."""
+        have = {row["name"] for row in self._conn.execute("PRAGMA table_info(observations)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE observations ADD COLUMN {name} {kind}")
 
     def ensure_schema(self, sql: str) -> None:
         """Create another module's tables (``CREATE TABLE IF NOT EXISTS ...``)."""
@@ -193,10 +217,13 @@ class Store:
             obs.thumb_path,
             obs.model,
             obs.episode_id,
+            _json_or_none(obs.detections),
+            _json_or_none(obs.tracks),
+            _json_or_none(obs.text),
         )
         with self._damage_reported():
             cursor = self._conn.execute(
-                f"INSERT INTO observations ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", values
+                f"INSERT INTO observations ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values
             )
         obs.id = int(cursor.lastrowid or 0)
         return obs.id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Annotated, Any
@@ -299,6 +300,128 @@ def bench_api(
         highlight=False,
     )
     console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+
+
+@bench_app.command("capture")
+def bench_capture(
+    sizes: Annotated[str, typer.Option(help="Frame sizes, comma-separated.")] = "640x360,1920x1080",
+    key_every: Annotated[
+        str, typer.Option("--key-every", help="Key-frame intervals of the clips in seconds, comma-separated.")
+    ] = "1,2",
+    every: Annotated[str, typer.Option(help="Sampling interval: 1s, 500ms, 2 (seconds).")] = "1s",
+    seconds: Annotated[float, typer.Option(min=2, max=600, help="Length of each clip in seconds.")] = 30.0,
+    repeats: Annotated[int, typer.Option(min=1, help="Runs of each reader; the least CPU counts.")] = 3,
+    static: Annotated[bool, typer.Option("--static", help="Also clips of a static scene.")] = False,
+    clips: Annotated[
+        Path | None, typer.Option(help="Folder for the clips, reused across runs (default: a temporary one).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """CPU per stream of sampling and gating H.264 (streams per core), scenewatch's reader against
+    OpenCV reading every frame."""
+    import tempfile
+
+    from agent.bench.capture import capture_options, run_capture_bench
+
+    options = capture_options(sizes, key_every, parse_duration(every), seconds, repeats, static)
+    parts = ["scenewatch", "bench", "capture", "--sizes", sizes, "--key-every", key_every, "--every", every]
+    parts += ["--seconds", f"{seconds:g}", "--repeats", str(repeats), *(["--static"] if static else [])]
+    command = shlex.join([*parts, *(["--json"] if as_json else [])])
+    with tempfile.TemporaryDirectory(prefix="scenewatch-clips-") as scratch:
+        bench = run_capture_bench(options, clips or Path(scratch), lambda text: err_console.log(text))
+    report = {"command": command, **bench}
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+        return
+    _print_capture(report)
+
+
+def _print_capture(report: dict[str, Any]) -> None:
+    machine = report["machine"]
+    console.print(
+        f"{machine['cpu']}, {machine['cores']} cores (load {machine['load_1m']}); one sample every "
+        f"{report['every_s']:g} s, gate on each; best of {report['repeats']}",
+        highlight=False,
+    )
+    columns = ["clip", "reader", "CPU s / s", "streams/core", "× read()", "offset max s"]
+    rows = [
+        [
+            f"{row['width']}x{row['height']} key {row['gop_s']:g}s {row['scene']}",
+            row["reader"],
+            row["cpu_per_video_s"],
+            row["streams_per_core"],
+            row["x_read_all"],
+            row["offset_max_s"],
+        ]
+        for row in report["rows"]
+    ]
+    console.print(_table("Streams per core", columns, rows))
+    for verdict in report["target"]:
+        status = "[green]met[/]" if verdict["met"] else "[red]not met[/]"
+        console.print(
+            f"{verdict['clip']} {verdict['reader']}: {verdict['x_read_all']}× read() "
+            f"(target {report['target_x']:g}×): {status}",
+            highlight=False,
+        )
+
+
+@bench_app.command("detector")
+def bench_detector(
+    media: Annotated[
+        Path | None,
+        typer.Option(help="Folder of shopfront_cctv.mp4 and runner.mp4 (default SCENEWATCH_TEST_MEDIA)."),
+    ] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Timed detector calls per frame size and tiling.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """Detector ms per frame with and without tiling; model calls of the detector-aware gate against the
+    pixel gate on the shop clip (change moments missed); people counted per second against labels."""
+    from agent.bench.detector import run_detector_bench
+
+    folder = media or Path(os.environ.get("SCENEWATCH_TEST_MEDIA", ""))
+    if folder == Path(""):
+        raise ScenewatchError("bench detector needs the shared clips: --media DIR or SCENEWATCH_TEST_MEDIA")
+    parts = ["scenewatch", "bench", "detector", "--media", str(folder), "--runs", str(runs)]
+    command = shlex.join([*parts, *(["--json"] if as_json else [])])
+    found = run_detector_bench(settings(), folder, runs, lambda text: err_console.log(text))
+    report = {"command": command, **found}
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+        return
+    _print_detector_report(report)
+
+
+def _print_detector_report(report: dict[str, Any]) -> None:
+    console.print(f"[bold]detector[/] on {report['hardware']}: {report['detector']}", highlight=False)
+    columns = ["frame", "tiling", "passes", "p50 ms", "p95 ms", "CPU ms", "frames/s"]
+    keys = ["frame", "tiling", "passes", "p50_ms", "p95_ms", "cpu_ms", "fps"]
+    console.print(_table("Detector per frame", columns, [[row[k] for k in keys] for row in report["speed"]]))
+    gate = report["gate"]
+    rows = []
+    for name, run in gate.items():
+        if isinstance(run, dict):
+            reasons = ", ".join(f"{reason} {count}" for reason, count in run["reasons"].items())
+            counts = [run["model_calls"], run["sampled"], run["missed_changes"]]
+            rows.append([name.replace("_", " "), *counts, reasons])
+    moments = gate["change_moments"]
+    title = f"Model calls on {gate['source']} every {gate['every_s']:g} s, {moments} change moments"
+    console.print(_table(title, ["gate", "model calls", "sampled", "missed changes", "reasons"], rows))
+    for tiling, clips in report["people"].items():
+        rows = []
+        for name, counted in clips.items():
+            right, wrong = f"{counted['right']}/{counted['seconds']}", " ".join(counted["wrong"])
+            rows.append([name, right, counted["exact_share"], counted["mean_abs_error"], wrong])
+        title = f"People per second, {tiling.replace('_', ' ')}"
+        console.print(_table(title, ["clip", "right", "exact", "MAE", "wrong at s"], rows))
+    console.print(f"reproduce: [bold]{escape(report['command'])}[/]", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

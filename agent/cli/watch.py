@@ -66,6 +66,8 @@ class _StopOnSignal:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.received:
+            return  # stopping on a signal: kept to the end, which _exit_now makes at once
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -158,6 +160,12 @@ def watch(
         db=db,
     )
     ruleset = load_rules(rules) if rules is not None else None  # a bad file stops here, before the model
+    if cfg.backend == "detector" and (question or (ruleset and ruleset.questions)):
+        err_console.print(
+            "[yellow]warning:[/] the detector backend answers no watch questions: their answers stay "
+            "empty (use the detector's names in rules: README, Perception)",
+            highlight=False,
+        )
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         quiet_video_logs()
     for spec in sources:  # before the model loads: a typo or a bad file should not cost a minute
@@ -177,7 +185,7 @@ def watch(
             pipeline.abandon = hurry.is_set()  # the model may still be on a batch nobody waits for
         _report(summary)
     status = signals.exit_status(summary)
-    if hurry.is_set():
+    if signals.received:  # a later Ctrl-C must not meet Python's shutdown, nor wait for a stream's reader
         _exit_now(status)
     if status:
         raise typer.Exit(status)

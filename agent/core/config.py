@@ -7,12 +7,13 @@ A ``*_s`` field takes seconds or a duration as the CLI does (``SCENEWATCH_EVERY_
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from platformdirs import user_data_dir
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -20,6 +21,10 @@ from agent.core.durations import parse_duration
 from agent.core.errors import ScenewatchError
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+
+MAX_SECONDS = 7 * 86400.0
+"""The longest duration a setting takes: a week, finite and well inside what the seconds are passed
+on to (OpenCV's timeouts in int milliseconds end at 24.8 days; thread waits, sockets)."""
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
 
@@ -61,11 +66,25 @@ def _words(value: Any) -> Any:
     return value
 
 
+def _bounded(seconds: float) -> float:
+    """Finite, and at most :data:`MAX_SECONDS`."""
+    if not math.isfinite(seconds):
+        raise PydanticCustomError(
+            "duration", "must be a finite number of seconds (got {value})", {"value": seconds}
+        )
+    if seconds > MAX_SECONDS:
+        raise PydanticCustomError(
+            "duration", "must be at most a week, 604800 s (got {value} s)", {"value": f"{seconds:g}"}
+        )
+    return seconds
+
+
 Device = Annotated[str, BeforeValidator(_device)]
 """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
 
-Seconds = Annotated[float, BeforeValidator(_seconds)]
-"""A number of seconds, or a duration string that :func:`agent.core.durations.parse_duration` reads."""
+Seconds = Annotated[float, BeforeValidator(_seconds), AfterValidator(_bounded)]
+"""A number of seconds, or a duration string that :func:`agent.core.durations.parse_duration` reads;
+finite and at most :data:`MAX_SECONDS`."""
 
 
 class Settings(BaseSettings):
@@ -119,6 +138,29 @@ class Settings(BaseSettings):
         default=60.0,
         ge=0,
         description="give up a live source that sends no frame this long after the start (0: never)",
+    )
+    sample_jitter_s: Seconds = Field(
+        default=0.0,
+        ge=0,
+        description="how far from its sampling time (at most half the interval) a key frame may be taken"
+        " instead of the exact frame, so that only key frames are decoded; live: how old (0: exact frames)",
+    )
+
+    # Perception: the object detector, tracks and zones ahead of the vision model (README "Perception").
+    detector: bool = Field(
+        default=True, description="run the detector stage in watch (always on with --backend detector)"
+    )
+    detector_threshold: float = Field(default=0.5, ge=0.05, le=1, description="least detection score kept")
+    detector_classes: str = Field(
+        default="", description="COCO classes kept, comma-separated (person,car); empty: every class"
+    )
+    detector_tiling: str = Field(
+        default="auto",
+        pattern=r"^(auto|off|\d+x\d+)$",
+        description="auto (2x2 on CCTV frames, more on large ones, more on crowds), off, or COLSxROWS",
+    )
+    read_text: bool = Field(
+        default=False, description="read text (OCR) on each analysed frame: about 0.5 s each on a CPU core"
     )
 
     # Memory.

@@ -18,6 +18,7 @@ from agent.core.config import Settings
 from agent.events.rule_engine import ClipMaker, RuleEngine
 from agent.events.ruleset import RuleSet
 from agent.pipeline.listeners import ObservationListener
+from agent.pipeline.perceive import Perception
 from agent.pipeline.stats import WatchSummary
 from agent.pipeline.watch import Watcher, run_watch
 from memory.episodes import EpisodeTracker
@@ -37,6 +38,7 @@ class Pipeline:
     engine: Engine
     listeners: list[ObservationListener] = field(default_factory=list)
     questions: dict[str, str] = field(default_factory=dict)
+    perception: Perception | None = None  # the detector stage; None: the change gate alone
     rules: RuleEngine | None = None  # the rules engine among the listeners, when there are rules
     abandon: bool = False  # set when the model may still be on a batch nobody waits for
     watched: bool = False  # a watch or a watcher closes the listeners
@@ -52,6 +54,7 @@ class Pipeline:
             store=self.store,
             questions=self.questions,
             listeners=self.listeners,
+            perception=self.perception,
             **options,
         )
 
@@ -65,6 +68,7 @@ class Pipeline:
             store=self.store,
             questions=self.questions,
             listeners=self.listeners,
+            perception=self.perception,
             **options,
         )
 
@@ -81,9 +85,11 @@ def open_pipeline(
     clips: ClipMaker | None = None,
 ) -> Iterator[Pipeline]:
     """The store at ``settings.db_path``; with ``memory``, the episode tracker and the indexer; the
-    rules engine of ``ruleset`` (making its rules' clips with ``clips``); then the engine over
-    ``backend`` (default: the one the settings name, loaded last so that a bad store or rules file
-    costs no model load), wrapped by ``instrument`` when given (the service's metrics).
+    rules engine of ``ruleset`` (making its rules' clips with ``clips``); the detector stage
+    (``settings.detector``, always with the ``detector`` backend) with the ruleset's sources; then
+    the engine over ``backend`` (default: the one the settings name, loaded last so that a bad
+    store, rules file or detector setting costs no model load), wrapped by ``instrument`` when
+    given (the service's metrics).
 
     The watch questions are the ruleset's, then ``questions``; with a ruleset they are the rules
     engine's own mapping (:attr:`RuleEngine.questions`), so rules added while the watch runs are
@@ -100,6 +106,11 @@ def open_pipeline(
         if ruleset is not None:
             rules = RuleEngine(ruleset, store, settings, clips=clips)
             listeners.append(rules)
+        perception = (
+            Perception(settings, ruleset.sources if ruleset else None)
+            if settings.detector or settings.backend == "detector"
+            else None
+        )
         vision = backend or make_backend(settings)
         engine = Engine(
             instrument(vision) if instrument is not None else vision,
@@ -112,7 +123,7 @@ def open_pipeline(
         raise
     asked = rules.questions if rules is not None else {}
     asked.update(questions or {})
-    pipeline = Pipeline(settings, store, engine, listeners, asked, rules=rules)
+    pipeline = Pipeline(settings, store, engine, listeners, asked, perception=perception, rules=rules)
     try:
         yield pipeline
     finally:

@@ -51,13 +51,14 @@ from agent.core.config import Settings
 from agent.core.durations import current_time
 from agent.core.errors import ScenewatchError
 from agent.pipeline.describe import DESCRIBE_MAX_NEW_TOKENS, describe_request, parse_description
-from agent.pipeline.gate import ChangeGate
 from agent.pipeline.listeners import ObservationListener
+from agent.pipeline.perceive import Perceiver, Perception, observation_fields
 from agent.pipeline.stats import SourceStats, UpdateCallback, WatchSummary
 from agent.sources import Frame, FrameSource, open_source, source_name
 from memory.observation import Observation
 from memory.store import Store
 from memory.window import RecentWindow
+from tools.perception.findings import Findings
 from tools.vision.base import VisionResult
 from tools.vision.engine import DeadlineExceeded, Engine, EngineClosed
 
@@ -84,6 +85,7 @@ class _Pending:
     submitted: float
     questions: dict[str, str]  # the watch questions its prompt asked (a copy taken per frame)
     answered: float | None = None  # monotonic time the answer arrived
+    findings: Findings | None = None  # what the detector stage saw on the frame
 
 
 @dataclass
@@ -102,6 +104,7 @@ class _Shared:
     hurry: threading.Event
     commit_lock: threading.Lock = field(default_factory=threading.Lock)
     on_frame: FrameCallback | None = None
+    perception: Perception | None = None  # the detector stage (None: the change gate alone)
 
 
 class _SourceWorker:
@@ -112,7 +115,8 @@ class _SourceWorker:
         self.shared = shared
         settings = shared.settings
         self.stats = SourceStats(source.name, live=source.live)
-        self.gate = ChangeGate(settings.gate_threshold, settings.gate_side, settings.heartbeat_s)
+        self.perceiver = Perceiver(source.name, settings, shared.perception)  # detect, track, zones, gate
+        self.gate = self.perceiver.gate
         self.depth = 1 if source.live else settings.pipeline_depth
         self.thumbs = settings.thumbs_dir / source_slug(source.name)
         self.pending: deque[_Pending] = deque()
@@ -142,8 +146,8 @@ class _SourceWorker:
             self.stats.sampled += 1
             self.stats.video_s = self.source.video_s
             self._hand_on(frame)
-            decision = self.gate.check(frame.image, frame.ts if frame.video_t is None else frame.video_t)
-            self.stats.gate_reasons[decision.reason] += 1
+            decision = self.perceiver.decide(frame)
+            self.stats.reasons[decision.reason] += 1
             if not decision.analyse:
                 self.stats.skipped += 1
                 self._notify(None)
@@ -156,11 +160,12 @@ class _SourceWorker:
                 now_ts=frame.ts,
                 max_side=settings.max_side,
                 max_new_tokens=min(settings.max_new_tokens, DESCRIBE_MAX_NEW_TOKENS),
+                findings=decision.findings,
             )
             submitted = time.monotonic()
             deadline = settings.deadline_s if self.source.live else None
             future = shared.engine.submit(request, deadline_s=deadline, tag=self.source.name)
-            item = _Pending(frame, decision.score, future, submitted, asked)
+            item = _Pending(frame, decision.score, future, submitted, asked, findings=decision.findings)
             future.add_done_callback(lambda _f, item=item: setattr(item, "answered", time.monotonic()))
             self.pending.append(item)
             self._settle(keep=self.depth - 1)
@@ -225,6 +230,7 @@ class _SourceWorker:
             latency_ms=round(latency_ms, 1),
             model=result.model,
             **asdict(description),
+            **observation_fields(item.findings),
         )
         obs.thumb_path = self._save_thumbnail(frame.image, frame.ts)
         with shared.commit_lock:
@@ -312,8 +318,11 @@ class _Resumed:
         self.inner.close()
 
 
-def open_watched(name: str, settings: Settings, start_ts: float) -> FrameSource:
-    """Open the source stored under ``name`` with the watch settings (ScenewatchError when it cannot)."""
+def open_watched(
+    name: str, settings: Settings, start_ts: float, stop: threading.Event | None = None
+) -> FrameSource:
+    """Open the source stored under ``name`` with the watch settings (ScenewatchError when it cannot);
+    a URL that takes long to open is not waited for once ``stop`` is set."""
     return open_source(
         name,
         every_s=settings.every_s,
@@ -322,6 +331,8 @@ def open_watched(name: str, settings: Settings, start_ts: float) -> FrameSource:
         reconnect_max_s=settings.reconnect_max_s,
         timeout_s=settings.stream_timeout_s,
         give_up_s=settings.stream_give_up_s,
+        jitter_s=settings.sample_jitter_s,
+        stop=stop,
     )
 
 
@@ -335,7 +346,8 @@ class Watcher:
     :meth:`start` adds an opened source at any time; :meth:`stop_source` ends one (its answers in
     flight are committed); :meth:`stop` ends all, and ``stop`` (when given) does too once
     :meth:`wait` sees it. :meth:`close` stops, waits and closes the listeners; the engine, the
-    store and the JSONL file belong to the caller.
+    store and the JSONL file belong to the caller. ``perception`` is the detector stage ahead of
+    every source's gate (:mod:`agent.pipeline.perceive`).
     """
 
     def __init__(
@@ -352,6 +364,7 @@ class Watcher:
         on_end: EndCallback | None = None,
         stop: threading.Event | None = None,
         hurry: threading.Event | None = None,
+        perception: Perception | None = None,
     ) -> None:
         self.stop_event = stop or threading.Event()
         self.shared = _Shared(
@@ -366,6 +379,7 @@ class Watcher:
             self.stop_event,
             hurry or threading.Event(),
             on_frame=on_frame,
+            perception=perception,
         )
         self.on_end = on_end
         self._workers: dict[str, _SourceWorker] = {}
@@ -462,6 +476,7 @@ def run_watch(
     on_frame: FrameCallback | None = None,
     stop: threading.Event | None = None,
     hurry: threading.Event | None = None,
+    perception: Perception | None = None,
 ) -> WatchSummary:
     """Watch every source until the files end or ``stop`` is set; return what happened.
 
@@ -472,6 +487,7 @@ def run_watch(
     finds those up front, before a model loads. A live source that sends no frame within
     ``stream_give_up_s`` ends with an error too; once one has come, it retries for ever.
     Setting ``hurry`` after ``stop`` abandons the answers still in flight (module docstring).
+    ``perception``: the detector stage ahead of the gate (:mod:`agent.pipeline.perceive`).
     The listeners are closed at the end; the engine and the store belong to the caller.
 
     ``questions`` may change while the watch runs (a dict one writer updates, such as
@@ -486,7 +502,7 @@ def run_watch(
     jsonl_file: IO[str] | None = None
     try:
         for name in names:
-            opened.append(open_watched(name, settings, start_ts))
+            opened.append(open_watched(name, settings, start_ts, stop))
         jsonl_file = _open_jsonl(jsonl) if jsonl is not None else None
     except BaseException:
         for source in opened:
@@ -505,6 +521,7 @@ def run_watch(
         on_frame=on_frame,
         stop=stop,
         hurry=hurry,
+        perception=perception,
     )
     try:
         workers = [watcher.start(source) for source in opened]

@@ -399,7 +399,7 @@ class Service:
         for worker in self._history.get(name, ()):
             stats = worker.stats
             figures.frames.update({field: getattr(stats, field) for field in FRAME_COUNTS})
-            figures.reasons.update(stats.gate_reasons)
+            figures.reasons.update(stats.reasons)
             figures.reconnects += getattr(worker.source, "reconnects", 0)
         return figures
 
