@@ -11,8 +11,10 @@ flight, so the engine always has work to batch while the thread decodes the next
 (with several sources, their requests share batches). The window semantics follow from it: a prompt carries
 the descriptions *committed* when its frame was submitted, so with depth D the up to D-1
 observations still in flight are not among them and ``changes`` compares with a slightly
-older observation. Live sources keep one request in flight: their next frame is the newest
-one when the answer arrives, never a stale one.
+older observation. Answers are committed as soon as the thread sees them in, after a gated frame
+too: an observation (and its events, and the clip around them) is not held back while a static
+stretch of video is skipped. Live sources keep one request in flight: their next frame is the
+newest one when the answer arrives, never a stale one.
 
 Deadlines: a live frame not answered within ``deadline_s`` is dropped by the engine
 (counted, logged) and the next frame is analysed regardless of the gate. Frames of files
@@ -150,6 +152,7 @@ class _SourceWorker:
             self.stats.reasons[decision.reason] += 1
             if not decision.analyse:
                 self.stats.skipped += 1
+                self._settle(keep=self.depth)  # commit the answers already in, waiting for none
                 self._notify(None)
                 continue
             asked = dict(shared.questions)  # a copy: questions may be added or removed meanwhile
