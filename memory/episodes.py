@@ -6,6 +6,12 @@ the summaries mean the same (cosine similarity of their MiniLM embeddings at lea
 the representative whose summary and thumbnail stand for the episode, so slow drift still ends an
 episode. An unparsed answer has no count or answers to compare: its text is compared instead. A
 silence longer than ``settings.episode_gap_s`` also starts a new episode.
+
+Time ranges: :func:`episodes_between` finds the episodes overlapping a range without walking the
+history before it. Those that start inside the range come from the ``start_ts`` index; those that
+began before it and were still going when it starts come from an R*Tree of the episodes' spans
+(``episode_spans``, kept by triggers: float32 bounds rounded outwards, so it gives a superset that
+the exact columns then filter).
 """
 
 from __future__ import annotations
@@ -47,6 +53,33 @@ CREATE INDEX IF NOT EXISTS episodes_source_start ON episodes (source, start_ts);
 CREATE INDEX IF NOT EXISTS episodes_start ON episodes (start_ts);
 CREATE INDEX IF NOT EXISTS episodes_end ON episodes (end_ts);
 """
+
+SPANS_SCHEMA = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS episode_spans USING rtree(id, start_ts, end_ts)",
+    """CREATE TRIGGER IF NOT EXISTS episode_spans_insert AFTER INSERT ON episodes BEGIN
+        INSERT OR REPLACE INTO episode_spans VALUES (new.id, new.start_ts, new.end_ts);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS episode_spans_update AFTER UPDATE OF start_ts, end_ts ON episodes BEGIN
+        UPDATE episode_spans SET start_ts = new.start_ts, end_ts = new.end_ts WHERE id = new.id;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS episode_spans_delete AFTER DELETE ON episodes BEGIN
+        DELETE FROM episode_spans WHERE id = old.id;
+    END""",
+    # the episodes of a database from before the spans
+    "INSERT OR REPLACE INTO episode_spans SELECT id, start_ts, end_ts FROM episodes",
+)
+"""The episodes' spans as an R*Tree (SQLite's ``rtree`` module: which episodes contain an instant),
+kept by triggers; made, and filled from the episodes there are, in one transaction."""
+
+
+def ensure_episodes_schema(store: Store) -> None:
+    """The episodes table, its indexes, and the R*Tree of their spans (made once)."""
+    store.ensure_schema(EPISODES_SCHEMA)
+    if store.execute("SELECT 1 FROM sqlite_master WHERE name = 'episode_spans_delete'"):
+        return
+    with store.transaction() as conn:
+        for statement in SPANS_SCHEMA:
+            conn.execute(statement)
 
 
 @dataclass
@@ -104,7 +137,7 @@ class EpisodeTracker:
     """
 
     def __init__(self, store: Store, settings: Settings, *, embeddings: Embeddings | None = None) -> None:
-        store.ensure_schema(EPISODES_SCHEMA)
+        ensure_episodes_schema(store)
         self.store = store
         self.similarity = settings.episode_similarity
         self.gap_s = settings.episode_gap_s
@@ -207,17 +240,38 @@ def episodes_between(
     source: str | None = None,
     limit: int | None = None,
 ) -> list[Episode]:
-    """Episodes overlapping the range (epoch seconds, inclusive), oldest first."""
-    store.ensure_schema(EPISODES_SCHEMA)
-    clauses, params = range_sql("start_ts", "end_ts", since, until, source)
+    """Episodes overlapping the range (epoch seconds, inclusive), oldest first.
+
+    Bounded by what is found, not by the history before ``since``: the episodes already going at
+    ``since`` come from the R*Tree of spans, those starting in the range from the ``start_ts`` index.
+    """
+    ensure_episodes_schema(store)
     tail = f" LIMIT {int(limit)}" if limit is not None else ""
-    rows = store.execute(f"SELECT * FROM episodes WHERE {clauses} ORDER BY start_ts, id{tail}", params)
-    return [_row_to_episode(row) for row in rows]
+    if since is None:
+        clauses, params = range_sql("start_ts", "end_ts", None, until, source)
+        rows = store.execute(f"SELECT * FROM episodes WHERE {clauses} ORDER BY start_ts, id{tail}", params)
+        return [_row_to_episode(row) for row in rows]
+    only = " AND source = ?" if source is not None else ""
+    mine = [source] if source is not None else []
+    going = store.execute(
+        "SELECT episodes.* FROM episode_spans JOIN episodes ON episodes.id = episode_spans.id"
+        " WHERE episode_spans.start_ts <= ? AND episode_spans.end_ts >= ?"  # a superset: float32 bounds
+        f" AND episodes.start_ts < ? AND episodes.end_ts >= ?{only}"
+        f" ORDER BY episodes.start_ts, episodes.id{tail}",
+        [since, since, since, since, *mine],
+    )
+    before = " AND start_ts <= ?" if until is not None else ""
+    starting = store.execute(
+        f"SELECT * FROM episodes WHERE start_ts >= ?{before}{only} ORDER BY start_ts, id{tail}",
+        [since, *([until] if until is not None else []), *mine],
+    )
+    rows = [*going, *starting]
+    return [_row_to_episode(row) for row in (rows if limit is None else rows[: int(limit)])]
 
 
 def episode_counts(store: Store) -> tuple[int, int]:
     """How many episodes there are, and how many of them are still open."""
-    store.ensure_schema(EPISODES_SCHEMA)
+    ensure_episodes_schema(store)
     total, still_open = store.execute("SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT closed) FROM episodes")[0]
     return int(total), int(still_open)
 
@@ -225,7 +279,7 @@ def episode_counts(store: Store) -> tuple[int, int]:
 def prune_episodes(store: Store, cutoff: float) -> int:
     """Remove the episodes that ended before ``cutoff`` (their observations are gone); those that began
     before it now start at their first remaining observation. Returns how many were removed."""
-    store.ensure_schema(EPISODES_SCHEMA)
+    ensure_episodes_schema(store)
     removed = len(store.execute("DELETE FROM episodes WHERE end_ts < ? RETURNING id", (cutoff,)))
     store.execute(
         """
