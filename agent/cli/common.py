@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -82,3 +84,16 @@ def configure_logging(verbose: bool) -> None:
     hf_logging.disable_progress_bar()
     for noisy in ("httpx", "httpcore", "chromadb", "urllib3", "transformers", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def exit_now(status: int) -> NoReturn:
+    """End the process without waiting for the model's batch or the stream readers (``watch`` and
+    ``serve`` after a signal).
+
+    Only once the store is closed. A normal exit would finalise Python under C++ threads still
+    in torch or OpenCV, which can abort ("terminate called without an active exception").
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from agent.cli.common import console, err_console, settings
+from agent.cli.common import console, err_console, exit_now, settings
 from agent.cli.display import WatchDisplay, label, summary_table
 from agent.cli.options import BackendOption, DeviceOption, MaxSideOption, ModelOption
 from agent.core.durations import parse_duration
@@ -67,7 +65,7 @@ class _StopOnSignal:
 
     def __exit__(self, *exc: object) -> None:
         if self.received:
-            return  # stopping on a signal: kept to the end, which _exit_now makes at once
+            return  # stopping on a signal: kept to the end, which exit_now makes at once
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -87,18 +85,6 @@ class _StopOnSignal:
         if signal.SIGINT in self.received:
             return 130
         return 1 if summary.fruitless else 0
-
-
-def _exit_now(status: int) -> NoReturn:
-    """End the process without waiting for the model's batch or the stream readers.
-
-    Only once the store is closed. A normal exit would finalise Python under C++ threads still
-    in torch or OpenCV, which can abort ("terminate called without an active exception").
-    """
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
 
 
 def watch(
@@ -186,7 +172,7 @@ def watch(
         _report(summary)
     status = signals.exit_status(summary)
     if signals.received:  # a later Ctrl-C must not meet Python's shutdown, nor wait for a stream's reader
-        _exit_now(status)
+        exit_now(status)
     if status:
         raise typer.Exit(status)
 

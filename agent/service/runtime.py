@@ -211,10 +211,6 @@ class Service:
         if self._pipeline is not None:
             self._pipeline.abandon = True
 
-    @property
-    def hurried(self) -> bool:
-        return self._pipeline is not None and self._pipeline.abandon
-
     def close(self) -> None:
         """Stop the sources (their answers in flight are committed), then close the listeners, the
         engine and the stores. Waits for a model still loading."""
