@@ -251,19 +251,20 @@ def episodes_between(
         clauses, params = range_sql("start_ts", "end_ts", None, until, source)
         rows = store.execute(f"SELECT * FROM episodes WHERE {clauses} ORDER BY start_ts, id{tail}", params)
         return [_row_to_episode(row) for row in rows]
-    only = " AND source = ?" if source is not None else ""
-    mine = [source] if source is not None else []
-    going = store.execute(
-        "SELECT episodes.* FROM episode_spans JOIN episodes ON episodes.id = episode_spans.id"
-        " WHERE episode_spans.start_ts <= ? AND episode_spans.end_ts >= ?"  # a superset: float32 bounds
-        f" AND episodes.start_ts < ? AND episodes.end_ts >= ?{only}"
-        f" ORDER BY episodes.start_ts, episodes.id{tail}",
-        [since, since, since, since, *mine],
+    extra, rest = "", []  # the rest of the range, and the source
+    if until is not None:
+        extra, rest = extra + " AND {e}start_ts <= ?", [*rest, until]
+    if source is not None:
+        extra, rest = extra + " AND {e}source = ?", [*rest, source]
+    going = store.execute(  # the spans' float32 bounds give a superset: the exact columns decide
+        "SELECT e.* FROM episode_spans AS s CROSS JOIN episodes AS e ON e.id = s.id"  # CROSS: spans first
+        " WHERE s.start_ts <= ? AND s.end_ts >= ? AND e.start_ts < ? AND e.end_ts >= ?"
+        f"{extra.format(e='e.')} ORDER BY e.start_ts, e.id{tail}",
+        [since, since, since, since, *rest],
     )
-    before = " AND start_ts <= ?" if until is not None else ""
     starting = store.execute(
-        f"SELECT * FROM episodes WHERE start_ts >= ?{before}{only} ORDER BY start_ts, id{tail}",
-        [since, *([until] if until is not None else []), *mine],
+        f"SELECT * FROM episodes WHERE start_ts >= ?{extra.format(e='')} ORDER BY start_ts, id{tail}",
+        [since, *rest],
     )
     rows = [*going, *starting]
     return [_row_to_episode(row) for row in (rows if limit is None else rows[: int(limit)])]
