@@ -61,6 +61,14 @@ _COLUMNS = (
 _ADDED_COLUMNS = {"detections": "TEXT", "tracks": "TEXT", "text": "TEXT"}
 """Columns added after the first release: a database without them gets them when it opens (NULL)."""
 
+DETECTED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS observations_episode_detected ON observations (episode_id) "
+    "WHERE detections IS NOT NULL"
+)
+"""The observations with detector findings by episode: the timeline reads the people the detector saw
+in its episodes through it, not through a scan of every observation (25 ms at 100,000). Rows without
+findings are not in it."""
+
 
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
@@ -169,11 +177,13 @@ class Store:
                 raise database_error(self.path, exc) from exc
 
     def _add_columns(self) -> None:
-        """Add the columns an older database lacks (their values stay NULL)."""
+        """Add the columns an older database lacks (their values stay NULL), and the index of those
+        with detector findings."""
         have = {row["name"] for row in self._conn.execute("PRAGMA table_info(observations)")}
         for name, kind in _ADDED_COLUMNS.items():
             if name not in have:
                 self._conn.execute(f"ALTER TABLE observations ADD COLUMN {name} {kind}")
+        self._conn.execute(DETECTED_INDEX)
 
     def ensure_schema(self, sql: str) -> None:
         """Create another module's tables (``CREATE TABLE IF NOT EXISTS ...``)."""

@@ -179,3 +179,13 @@ def test_episodes_in_a_range_come_from_the_spans_and_the_start_index(tmp_path: P
     )
     assert "SCAN s VIRTUAL TABLE INDEX" in plan and "SEARCH e USING INTEGER PRIMARY KEY" in plan, plan
     store.close()
+
+
+def test_the_timeline_reads_the_detector_people_of_its_episodes_through_an_index(store: Store) -> None:
+    """Not a scan of every observation (a database of any age gets the index when it opens)."""
+    plan = store.execute(
+        "EXPLAIN QUERY PLAN SELECT episode_id, detections FROM observations"
+        " WHERE detections IS NOT NULL AND episode_id IN (?, ?)",
+        (1, 2),
+    )
+    assert "USING INDEX observations_episode_detected" in str(plan[0][-1])
