@@ -139,6 +139,9 @@ class Store:
         except sqlite3.Error as exc:
             self._conn.close()
             raise database_error(self.path, exc) from exc
+        except ScenewatchError:  # damaged: closed, so SQLite takes its -wal and -shm files away again
+            self._conn.close()
+            raise
 
     def _quick_check(self) -> None:
         """SQLite's quick_check of the file, stopped after :data:`QUICK_CHECK_BUDGET_S`."""
