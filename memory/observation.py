@@ -33,6 +33,8 @@ class Observation:
     model: str = ""
     episode_id: int | None = None
     id: int | None = None
+    frame_id: str | None = None
+    """The frame's unique id when it came through the scale-out streams (a redelivery is stored once)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

@@ -43,17 +43,22 @@ CREATE TABLE IF NOT EXISTS observations (
     thumb_path TEXT,
     model TEXT NOT NULL DEFAULT '',
     episode_id INTEGER,
-    indexed INTEGER NOT NULL DEFAULT 0
+    indexed INTEGER NOT NULL DEFAULT 0,
+    frame_id TEXT
 );
 CREATE INDEX IF NOT EXISTS observations_source_ts ON observations (source, ts);
 CREATE INDEX IF NOT EXISTS observations_ts ON observations (ts);
 CREATE INDEX IF NOT EXISTS observations_unindexed ON observations (indexed) WHERE indexed = 0;
 """
 
+FRAME_ID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS observations_frame_id ON observations (frame_id)"
+"""A frame is stored once: a result delivered twice (scale-out over Redis) meets this index. Rows
+without a frame id (a watch in one process) are NULL, which a unique index lets repeat."""
+
 
 _COLUMNS = (
     "source, ts, video_t, summary, people, objects, actions, changes, answers, raw, parsed, "
-    "gate_score, latency_ms, thumb_path, model, episode_id"
+    "gate_score, latency_ms, thumb_path, model, episode_id, frame_id"
 )
 
 
@@ -76,6 +81,7 @@ def _row_to_observation(row: sqlite3.Row) -> Observation:
         thumb_path=row["thumb_path"],
         model=row["model"],
         episode_id=row["episode_id"],
+        frame_id=row["frame_id"],
     )
 
 
@@ -119,9 +125,17 @@ class Store:
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("PRAGMA busy_timeout=5000")
                 self._conn.executescript(OBSERVATIONS_SCHEMA)
+                self._add_frame_id()
         except sqlite3.Error as exc:
             self._conn.close()
             raise database_error(self.path, exc) from exc
+
+    def _add_frame_id(self) -> None:
+        """A database from before the frame id gets the column (NULL in its rows) and its unique index."""
+        have = {row["name"] for row in self._conn.execute("PRAGMA table_info(observations)")}
+        if "frame_id" not in have:
+            self._conn.execute("ALTER TABLE observations ADD COLUMN frame_id TEXT")
+        self._conn.execute(FRAME_ID_INDEX)
 
     def _quick_check(self) -> None:
         """SQLite's quick_check of the file, stopped after :data:`QUICK_CHECK_BUDGET_S`."""
@@ -175,7 +189,11 @@ class Store:
             return self._conn.execute(sql, params).fetchall()
 
     def add(self, obs: Observation) -> int:
-        """Commit one observation and return its id (sets ``obs.id``)."""
+        """Commit one observation and return its id (sets ``obs.id``).
+
+        An observation whose ``frame_id`` is already stored is not stored again: ``obs.id`` and the
+        id returned are then 0 (see :meth:`add_once`).
+        """
         values = (
             obs.source,
             obs.ts,
@@ -193,13 +211,20 @@ class Store:
             obs.thumb_path,
             obs.model,
             obs.episode_id,
+            obs.frame_id,
         )
         with self._damage_reported():
             cursor = self._conn.execute(
-                f"INSERT INTO observations ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", values
+                f"INSERT INTO observations ({_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
+                "ON CONFLICT (frame_id) DO NOTHING",
+                values,
             )
-        obs.id = int(cursor.lastrowid or 0)
+        obs.id = int(cursor.lastrowid or 0) if cursor.rowcount else 0
         return obs.id
+
+    def add_once(self, obs: Observation) -> bool:
+        """Commit an observation unless its ``frame_id`` is stored already; True when it was stored."""
+        return self.add(obs) != 0
 
     def get_many(self, ids: Sequence[int]) -> list[Observation]:
         """Observations by id, in the order of ``ids`` (missing ones left out)."""
