@@ -27,7 +27,9 @@ class RedisServer:
 
     def __init__(self, folder: Path, *, appendonly: bool = False) -> None:
         if shutil.which("redis-server") is None:
-            pytest.fail("redis-server is not installed (Debian package redis-server; make install installs it)")
+            pytest.fail(
+                "redis-server is not installed (Debian package redis-server; make install installs it)"
+            )
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.appendonly = appendonly
@@ -50,7 +52,9 @@ class RedisServer:
             except redis.RedisError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     self.stop()
-                    pytest.fail(f"redis-server did not start: {(self.folder / 'redis.log').read_text()[-500:]}")
+                    pytest.fail(
+                        f"redis-server did not start: {(self.folder / 'redis.log').read_text()[-500:]}"
+                    )
                 time.sleep(0.05)
         client.close()
 

@@ -67,6 +67,7 @@ class Recorder:
         self.settings = recording.settings
         self.stats = RecorderStats()
         self._backlog = True  # what this consumer was handed before and has not acknowledged
+        self._stop = threading.Event()
 
     def start(self, stop: threading.Event) -> bool:
         """Create the groups, publish the questions, seed the windows; False when stopped meanwhile."""
@@ -81,19 +82,20 @@ class Recorder:
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> RecorderStats:
         """Store results until ``stop`` (the batch in hand is stored first); ``until_idle``: also end
         when a round finds none."""
+        self._stop = stop
         if not self.start(stop):
             return self.stats
-        redis = Reconnecting(stop, "recorder")
         while not stop.is_set():
-            entries = redis(self._read)
-            if entries is None:
+            if not self.step() and until_idle:
                 break
-            if not entries:
-                if until_idle:
-                    break
-                continue
-            self._store(entries, Reconnecting(threading.Event(), "recorder"))
         return self.stats
+
+    def step(self) -> int:
+        """One round: read results (waiting up to POLL_S for one), store them; how many were read."""
+        entries = Reconnecting(self._stop, "recorder")(self._read)
+        if entries:
+            self._store(entries, Reconnecting(threading.Event(), "recorder"))
+        return len(entries or ())
 
     def _read(self) -> list[Entry]:
         """What this consumer was handed before and has not acknowledged, then new results (waiting up to

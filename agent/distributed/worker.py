@@ -80,25 +80,26 @@ class FrameWorker:
         self.stats = WorkerStats(self.name)
         self.batch = settings.batch_size
         self.claim_idle_ms = max(1, round(settings.redis_claim_idle_s * 1000))
+        self._stop, self._hurry = threading.Event(), threading.Event()
 
     def run(
         self, stop: threading.Event, hurry: threading.Event | None = None, *, until_idle: bool = False
     ) -> WorkerStats:
         """Answer frames until ``stop`` (the batch in hand is finished; ``hurry`` abandons it, its frames
         stay pending for another worker). ``until_idle``: also end when a round finds no frame."""
-        hurry = hurry or threading.Event()
-        redis = Reconnecting(stop, f"worker {self.name}")
-        redis(self.streams.ensure_groups)
+        self._stop, self._hurry = stop, hurry or threading.Event()
+        Reconnecting(stop, f"worker {self.name}")(self.streams.ensure_groups)
         while not stop.is_set():
-            entries = redis(self._take)
-            if entries is None:
+            if not self.step() and until_idle:
                 break
-            if not entries:
-                if until_idle:
-                    break
-                continue
-            self._answer(entries, Reconnecting(hurry, f"worker {self.name}"), hurry)
         return self.stats
+
+    def step(self) -> int:
+        """One round: take up to a batch of frames, answer them, write the results; how many were taken."""
+        entries = Reconnecting(self._stop, f"worker {self.name}")(self._take)
+        if entries:
+            self._answer(entries, Reconnecting(self._hurry, f"worker {self.name}"), self._hurry)
+        return len(entries or ())
 
     def leave(self) -> None:
         """Remove this consumer from the group when it holds no frame (a clean exit)."""
