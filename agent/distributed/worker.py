@@ -88,7 +88,7 @@ class FrameWorker:
         """Answer frames until ``stop`` (the batch in hand is finished; ``hurry`` abandons it, its frames
         stay pending for another worker). ``until_idle``: also end when a round finds no frame."""
         self._stop, self._hurry = stop, hurry or threading.Event()
-        Reconnecting(stop, f"worker {self.name}")(self.streams.ensure_groups)
+        Reconnecting(stop, f"worker {self.name}")(self.join)
         while not stop.is_set():
             if not self.step() and until_idle:
                 break
@@ -100,6 +100,11 @@ class FrameWorker:
         if entries:
             self._answer(entries, Reconnecting(self._hurry, f"worker {self.name}"), self._hurry)
         return len(entries or ())
+
+    def join(self) -> None:
+        """Create the groups if need be and join the workers' group (it lists this worker from now on)."""
+        self.streams.ensure_groups()
+        self.streams.client.xgroup_createconsumer(self.streams.frames, WORKERS, self.name)
 
     def leave(self) -> None:
         """Remove this consumer from the group when it holds no frame (a clean exit)."""
