@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS observations (
     model TEXT NOT NULL DEFAULT '',
     episode_id INTEGER,
     indexed INTEGER NOT NULL DEFAULT 0,
+    detections TEXT,
+    tracks TEXT,
+    text TEXT,
     frame_id TEXT
 );
 CREATE INDEX IF NOT EXISTS observations_source_ts ON observations (source, ts);
@@ -58,8 +61,18 @@ without a frame id (a watch in one process) are NULL, which a unique index lets 
 
 _COLUMNS = (
     "source, ts, video_t, summary, people, objects, actions, changes, answers, raw, parsed, "
-    "gate_score, latency_ms, thumb_path, model, episode_id, frame_id"
+    "gate_score, latency_ms, thumb_path, model, episode_id, detections, tracks, text, frame_id"
 )
+_ADDED_COLUMNS = {"detections": "TEXT", "tracks": "TEXT", "text": "TEXT", "frame_id": "TEXT"}
+"""Columns added after the first release: a database without them gets them when it opens (NULL)."""
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _loaded(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def _row_to_observation(row: sqlite3.Row) -> Observation:
@@ -81,6 +94,9 @@ def _row_to_observation(row: sqlite3.Row) -> Observation:
         thumb_path=row["thumb_path"],
         model=row["model"],
         episode_id=row["episode_id"],
+        detections=_loaded(row["detections"]),
+        tracks=_loaded(row["tracks"]),
+        text=_loaded(row["text"]),
         frame_id=row["frame_id"],
     )
 
@@ -125,17 +141,10 @@ class Store:
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("PRAGMA busy_timeout=5000")
                 self._conn.executescript(OBSERVATIONS_SCHEMA)
-                self._add_frame_id()
+                self._add_columns()
         except sqlite3.Error as exc:
             self._conn.close()
             raise database_error(self.path, exc) from exc
-
-    def _add_frame_id(self) -> None:
-        """A database from before the frame id gets the column (NULL in its rows) and its unique index."""
-        have = {row["name"] for row in self._conn.execute("PRAGMA table_info(observations)")}
-        if "frame_id" not in have:
-            self._conn.execute("ALTER TABLE observations ADD COLUMN frame_id TEXT")
-        self._conn.execute(FRAME_ID_INDEX)
 
     def _quick_check(self) -> None:
         """SQLite's quick_check of the file, stopped after :data:`QUICK_CHECK_BUDGET_S`."""
@@ -164,6 +173,14 @@ class Store:
                 if not is_file_problem(exc):
                     raise
                 raise database_error(self.path, exc) from exc
+
+    def _add_columns(self) -> None:
+        """Add the columns an older database lacks (their values stay NULL), and the frame id's index."""
+        have = {row["name"] for row in self._conn.execute("PRAGMA table_info(observations)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE observations ADD COLUMN {name} {kind}")
+        self._conn.execute(FRAME_ID_INDEX)
 
     def ensure_schema(self, sql: str) -> None:
         """Create another module's tables (``CREATE TABLE IF NOT EXISTS ...``)."""
@@ -211,6 +228,9 @@ class Store:
             obs.thumb_path,
             obs.model,
             obs.episode_id,
+            _json_or_none(obs.detections),
+            _json_or_none(obs.tracks),
+            _json_or_none(obs.text),
             obs.frame_id,
         )
         with self._damage_reported():

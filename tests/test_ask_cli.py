@@ -77,7 +77,7 @@ def test_the_tiny_model_gets_the_window_and_the_recalled_observations(
     recalled = window.split("Observations recalled for the question (oldest first):")[1]
     assert '["shop.mp4"] (match' in recalled and "the parcel lies by the door" in recalled
     names = {tool["function"]["name"] for tool in request.tools}
-    assert names == {"look", "compare", "recall", "timeline", "narrate", "troubleshoot", "watch"}
+    assert names == {"look", "compare", "recall", "timeline", "narrate", "troubleshoot", "read_text", "watch"}
     assert engine.stats.requests == 1
 
 

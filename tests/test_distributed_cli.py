@@ -120,6 +120,7 @@ def test_two_workers_one_killed_mid_batch_every_gated_frame_stored_once(
             SCENEWATCH_REDIS_URL=server.url,
             SCENEWATCH_OPENAI_BASE_URL=model_server.url,
             SCENEWATCH_BACKEND="openai",
+            SCENEWATCH_DETECTOR="false",  # the change gate alone: the detector has a test of its own
         )
         client = redis.Redis.from_url(server.url)
         processes.start("record", "record", "--db", str(db), "-q", "Is there a box?")
@@ -127,20 +128,21 @@ def test_two_workers_one_killed_mid_batch_every_gated_frame_stored_once(
         for name in workers:
             processes.start(name, "worker", "--name", name, "--batch-size", "4", "--claim-idle", "1s")
         _wait(lambda: _consumers(client) >= set(workers), "both workers to join the group")
-        done = subprocess.run(
+        capture = subprocess.Popen(
             [*CLI, "capture", *map(str, clips), "--every", "500ms", "--heartbeat", "4s", "--json"],
             env=processes.env,
-            capture_output=True,
-            timeout=120,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
-        report = json.loads(done.stdout)
-        gated = report["gated"]
-        assert gated == report["sent"] >= 8 and report["dropped"] == 0
-        assert {Path(name).name for name in report["sources"]} == {"door.mp4", "yard.mp4"}
         _wait(lambda: _held(client, "doomed") > 0, "the doomed worker to hold a batch")
         processes.started["doomed"].send_signal(signal.SIGKILL)  # mid-batch: its answers are not in yet
         processes.started["doomed"].wait(10)
+        out, err = capture.communicate(timeout=120)
+        assert capture.returncode == 0, err.decode()[-2000:]
+        report = json.loads(out)
+        gated = report["gated"]
+        assert gated == report["sent"] >= 8 and report["dropped"] == 0
+        assert {Path(name).name for name in report["sources"]} == {"door.mp4", "yard.mp4"}
         _wait(lambda: _count(db) >= gated, f"{gated} observations")
         time.sleep(0.5)  # a duplicate would land now
         rows = _rows(db)
@@ -158,6 +160,51 @@ def test_two_workers_one_killed_mid_batch_every_gated_frame_stored_once(
     finally:
         processes.stop_all()
         model_server.close()
+        server.stop()
+
+
+def test_the_issue_check_two_detector_workers_one_killed(
+    tmp_path: Path, clips: list[Path], processes: Processes
+) -> None:
+    """The issue's check as written: the detector backend, one worker killed a few seconds in."""
+    server = RedisServer(tmp_path / "redis")
+    try:
+        db = tmp_path / "obs.db"
+        processes.env.update(SCENEWATCH_HOME=str(tmp_path / "home"), SCENEWATCH_REDIS_URL=server.url)
+        client = redis.Redis.from_url(server.url)
+        processes.start("record", "record", "--db", str(db))
+        workers = ("doomed", "survivor")
+        for name in workers:
+            processes.start(name, "worker", "--backend", "detector", "--name", name, "--claim-idle", "1s")
+        _wait(lambda: _consumers(client) >= set(workers), "both workers to join the group")
+        capture = subprocess.Popen(
+            [*CLI, "capture", *map(str, clips), "--every", "250ms", "--json"],
+            env=processes.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        _wait(lambda: _count(db) > 0 or capture.poll() is not None, "the first observation")
+        time.sleep(2.0)  # a few seconds in
+        processes.started["doomed"].send_signal(signal.SIGKILL)
+        out, err = capture.communicate(timeout=120)
+        assert capture.returncode == 0, err.decode()[-2000:]
+        report = json.loads(out)
+        gated = report["gated"]
+        assert gated == report["sent"] > 0 and report["dropped"] == 0
+        _wait(lambda: _count(db) >= gated, f"{gated} observations")
+        time.sleep(0.5)  # a duplicate would land now
+        rows = _rows(db)
+        assert len(rows) == gated
+        assert len({(source, video_t) for source, video_t, _ in rows}) == gated
+        assert client.xlen("scenewatch:dead") == 0
+        with sqlite3.connect(db) as conn:
+            models = {row[0] for row in conn.execute("SELECT DISTINCT model FROM observations")}
+            assert (
+                conn.execute("SELECT COUNT(*) FROM observations WHERE detections IS NULL").fetchone()[0] == 0
+            )
+        assert models == {"detector:ssd-mobilenet-v2-coco"}
+    finally:
+        processes.stop_all()
         server.stop()
 
 

@@ -254,3 +254,27 @@ def test_frame_ids_come_from_the_source_and_its_time() -> None:
     assert file_frame.frame_id == again.frame_id and re.fullmatch(r"[0-9a-f]{16}:v2500", file_frame.frame_id)
     assert live.frame_id.endswith(":c1000250")
     assert FrameMessage.from_fields(live.fields()) == live
+
+
+def test_the_detector_stage_runs_in_capture_and_its_findings_reach_the_store(
+    tmp_path: Path, server: RedisServer, synthetic_clip: Path
+) -> None:
+    from agent.pipeline.session import watch_perception
+    from tools.perception.backend import MODEL_NAME
+    from tools.vision.registry import make_backend
+
+    settings = _settings(tmp_path, server, backend="detector")
+    streams = Streams(connect(server.url), settings)
+    summary = run_capture([str(synthetic_clip)], settings, streams, perception=watch_perception(settings))
+    [(_, fields)] = streams.client.xrange(streams.frames, count=1)
+    sent = FrameMessage.from_fields(fields)
+    assert sent.findings is not None and sent.findings.width == 320  # the clip's frame size
+    _work(streams, settings, make_backend(settings))
+    count, _, _ = _record(settings, streams)
+    assert count == summary.to_dict()["gated"]
+    with open_recording(settings, memory=False) as recording:
+        stored = recording.store.between()
+    assert all(
+        obs.model == MODEL_NAME and obs.detections is not None and obs.tracks is not None for obs in stored
+    )
+    assert all(obs.parsed for obs in stored)  # answered from the findings, as JSON

@@ -11,6 +11,7 @@ from tools.compare import make_compare_tool
 from tools.frames import FrameReader
 from tools.look import make_look_tool
 from tools.narrate import make_narrate_tool
+from tools.read_text import make_read_text_tool
 from tools.recall import make_recall_tool
 from tools.timeline import make_timeline_tool
 from tools.troubleshoot import make_troubleshoot_tool
@@ -28,7 +29,7 @@ def build_tools(
     source: str | None = None,
     watches: WatchRegistry | None = None,
 ) -> list[BaseTool]:
-    """look, compare, recall, timeline, narrate and troubleshoot; and watch, given ``watches``.
+    """look, compare, recall, timeline, narrate, troubleshoot and read_text; and watch, given ``watches``.
 
     ``engine`` answers every vision request (pass the :class:`~tools.vision.engine.Engine` so the
     watch loop and the agent share one model); ``frames`` reads the sources for look and compare;
@@ -42,6 +43,7 @@ def build_tools(
         make_timeline_tool(store),
         make_narrate_tool(engine, store, settings),
         make_troubleshoot_tool(engine, settings),
+        make_read_text_tool(store, frames, source),
     ]
     if watches is not None:
         tools.append(make_watch_tool(watches, source))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Annotated, Any
@@ -324,6 +325,60 @@ def _print_capture(report: dict[str, Any]) -> None:
             f"(target {report['target_x']:g}×): {status}",
             highlight=False,
         )
+
+
+@bench_app.command("detector")
+def bench_detector(
+    media: Annotated[
+        Path | None,
+        typer.Option(help="Folder of shopfront_cctv.mp4 and runner.mp4 (default SCENEWATCH_TEST_MEDIA)."),
+    ] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Timed detector calls per frame size and tiling.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """Detector ms per frame with and without tiling; model calls of the detector-aware gate against the
+    pixel gate on the shop clip (change moments missed); people counted per second against labels."""
+    from agent.bench.detector import run_detector_bench
+
+    folder = media or Path(os.environ.get("SCENEWATCH_TEST_MEDIA", ""))
+    if folder == Path(""):
+        raise ScenewatchError("bench detector needs the shared clips: --media DIR or SCENEWATCH_TEST_MEDIA")
+    parts = ["scenewatch", "bench", "detector", "--media", str(folder), "--runs", str(runs)]
+    command = shlex.join([*parts, *(["--json"] if as_json else [])])
+    found = run_detector_bench(settings(), folder, runs, lambda text: err_console.log(text))
+    report = {"command": command, **found}
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+        return
+    _print_detector_report(report)
+
+
+def _print_detector_report(report: dict[str, Any]) -> None:
+    console.print(f"[bold]detector[/] on {report['hardware']}: {report['detector']}", highlight=False)
+    columns = ["frame", "tiling", "passes", "p50 ms", "p95 ms", "CPU ms", "frames/s"]
+    keys = ["frame", "tiling", "passes", "p50_ms", "p95_ms", "cpu_ms", "fps"]
+    console.print(_table("Detector per frame", columns, [[row[k] for k in keys] for row in report["speed"]]))
+    gate = report["gate"]
+    rows = []
+    for name, run in gate.items():
+        if isinstance(run, dict):
+            reasons = ", ".join(f"{reason} {count}" for reason, count in run["reasons"].items())
+            counts = [run["model_calls"], run["sampled"], run["missed_changes"]]
+            rows.append([name.replace("_", " "), *counts, reasons])
+    moments = gate["change_moments"]
+    title = f"Model calls on {gate['source']} every {gate['every_s']:g} s, {moments} change moments"
+    console.print(_table(title, ["gate", "model calls", "sampled", "missed changes", "reasons"], rows))
+    for tiling, clips in report["people"].items():
+        rows = []
+        for name, counted in clips.items():
+            right, wrong = f"{counted['right']}/{counted['seconds']}", " ".join(counted["wrong"])
+            rows.append([name, right, counted["exact_share"], counted["mean_abs_error"], wrong])
+        title = f"People per second, {tiling.replace('_', ' ')}"
+        console.print(_table(title, ["clip", "right", "exact", "MAE", "wrong at s"], rows))
     console.print(f"reproduce: [bold]{escape(report['command'])}[/]", highlight=False)
 
 

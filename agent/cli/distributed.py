@@ -52,15 +52,21 @@ def capture(
         str | None, typer.Option(help="Time between the images of a folder source (default: --every).")
     ] = None,
     max_side: MaxSideOption = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="Rules file (YAML): its sources' zones and gate options for the detector stage."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Sample and gate sources; send the gated frames to the Redis frames stream for the workers.
+    """Sample, detect and gate sources; send the gated frames to the Redis frames stream for the workers.
 
-    Runs until the files end or Ctrl-C. A live frame is dropped (counted) when the stream is full;
-    a file waits for room. --json ends with per-source counts: sampled, gated, sent, dropped.
+    The detector stage runs here (SCENEWATCH_DETECTOR, on by default). Runs until the files end or
+    Ctrl-C. A live frame is dropped (counted) when the stream is full; a file waits for room. --json
+    ends with per-source counts: sampled, gated, sent, dropped.
     """
     from agent.distributed.capture import run_capture
     from agent.distributed.redis_streams import Streams, connect, redis_url
+    from agent.pipeline.session import watch_perception
 
     cfg = settings(
         redis_url=redis,
@@ -70,15 +76,17 @@ def capture(
         gate_threshold=threshold,
         max_side=max_side,
     )
+    ruleset = load_rules(rules) if rules is not None else None
     streams = Streams(connect(redis_url(cfg)), cfg)
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         quiet_video_logs()
     for spec in sources:
         probe_source(spec)
+    perception = watch_perception(cfg, ruleset)
     stop, hurry = threading.Event(), threading.Event()
     with _StopOnSignal(stop, hurry) as signals:
         signals.arm()
-        summary = run_capture(sources, cfg, streams, stop)
+        summary = run_capture(sources, cfg, streams, stop, perception)
     report = summary.to_dict()
     if as_json:
         typer.echo(json.dumps(report, indent=2))

@@ -160,6 +160,12 @@ def watch(
         db=db,
     )
     ruleset = load_rules(rules) if rules is not None else None  # a bad file stops here, before the model
+    if cfg.backend == "detector" and (question or (ruleset and ruleset.questions)):
+        err_console.print(
+            "[yellow]warning:[/] the detector backend answers no watch questions: their answers stay "
+            "empty (use the detector's names in rules: README, Perception)",
+            highlight=False,
+        )
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         quiet_video_logs()
     for spec in sources:  # before the model loads: a typo or a bad file should not cost a minute

@@ -139,6 +139,23 @@ class Settings(BaseSettings):
         " instead of the exact frame, so that only key frames are decoded; live: how old (0: exact frames)",
     )
 
+    # Perception: the object detector, tracks and zones ahead of the vision model (README "Perception").
+    detector: bool = Field(
+        default=True, description="run the detector stage in watch (always on with --backend detector)"
+    )
+    detector_threshold: float = Field(default=0.5, ge=0.05, le=1, description="least detection score kept")
+    detector_classes: str = Field(
+        default="", description="COCO classes kept, comma-separated (person,car); empty: every class"
+    )
+    detector_tiling: str = Field(
+        default="auto",
+        pattern=r"^(auto|off|\d+x\d+)$",
+        description="auto (2x2 on CCTV frames, more on large ones, more on crowds), off, or COLSxROWS",
+    )
+    read_text: bool = Field(
+        default=False, description="read text (OCR) on each analysed frame: about 0.5 s each on a CPU core"
+    )
+
     # Memory.
     chroma_url: str | None = Field(default=None, description="Chroma server URL; local if unset")
     chroma_timeout_s: Seconds = Field(

@@ -1,13 +1,15 @@
 """A capture process: each source sampled and gated on a thread of its own, the gated frames added
 to the frames stream.
 
-Per source, as in a watch: the reader (:func:`~agent.pipeline.watch.open_watched`), the change gate
-(:class:`~agent.pipeline.gate.ChangeGate`), then, instead of the engine, a
+Per source, as in a watch: the reader (:func:`~agent.pipeline.watch.open_watched`), the detector
+stage and the change gate (:class:`~agent.pipeline.perceive.Perceiver`: detector, tracks, zones when
+the stage is on), then, instead of the engine, a
 :class:`~agent.distributed.messages.FrameMessage` (the frame as a JPEG, its longest side
-``max_side``) added to the capped frames stream. When the stream is full a live source's frame is
-dropped (counted, logged, and the gate reset so that the next frame goes), while a file or folder
-waits for room: its frames never go stale, as in a watch. While Redis is down every source waits
-for it (:class:`~agent.distributed.redis_streams.Reconnecting`).
+``max(max_side, thumb_side)``, with the stage's findings) added to the capped frames stream.
+When the stream is full a live source's frame is dropped (counted, logged, and the gate reset so
+that the next frame goes), while a file or folder waits for room: its frames never go stale, as in
+a watch. While Redis is down every source waits for it
+(:class:`~agent.distributed.redis_streams.Reconnecting`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from agent.core.config import Settings
 from agent.core.durations import current_time
 from agent.distributed.messages import FrameMessage
 from agent.distributed.redis_streams import Reconnecting, Streams
-from agent.pipeline.gate import ChangeGate
+from agent.pipeline.perceive import Perceiver, Perception
 from agent.pipeline.watch import POLL_S, open_watched, unique_names
 from agent.sources import FrameSource
 
@@ -90,14 +92,20 @@ class SourceCapture:
     """Samples, gates and sends one source (run on a thread of its own)."""
 
     def __init__(
-        self, source: FrameSource, streams: Streams, settings: Settings, stop: threading.Event
+        self,
+        source: FrameSource,
+        streams: Streams,
+        settings: Settings,
+        stop: threading.Event,
+        perception: Perception | None = None,
     ) -> None:
         self.source = source
         self.streams = streams
         self.settings = settings
         self.stop = stop
         self.stats = CaptureStats(source.name, live=source.live)
-        self.gate = ChangeGate(settings.gate_threshold, settings.gate_side, settings.heartbeat_s)
+        self.perceiver = Perceiver(source.name, settings, perception)  # detect, track, zones, gate
+        self.gate = self.perceiver.gate
         self.side = max(settings.max_side, settings.thumb_side)  # what the model and the thumbnail need
         self.redis = Reconnecting(stop, source.name)
         self._full_logged = 0.0
@@ -108,7 +116,7 @@ class SourceCapture:
             for frame in self.source.frames(self.stop):
                 self.stats.sampled += 1
                 self.stats.video_s = self.source.video_s
-                decision = self.gate.check(frame.image, frame.ts if frame.video_t is None else frame.video_t)
+                decision = self.perceiver.decide(frame)
                 self.stats.reasons[decision.reason] += 1
                 if not decision.analyse:
                     continue
@@ -121,6 +129,7 @@ class SourceCapture:
                     score=decision.score,
                     max_side=self.side,
                     sent=time.time(),
+                    findings=decision.findings,
                 )
                 self._send(message)
         except Exception as exc:  # the source, the encoder or a Redis error: this source stops, logged
@@ -166,9 +175,14 @@ class SourceCapture:
 
 
 def run_capture(
-    sources: list[str], settings: Settings, streams: Streams, stop: threading.Event | None = None
+    sources: list[str],
+    settings: Settings,
+    streams: Streams,
+    stop: threading.Event | None = None,
+    perception: Perception | None = None,
 ) -> CaptureSummary:
-    """Capture every source until the files end or ``stop`` is set.
+    """Capture every source until the files end or ``stop`` is set (``perception``: the detector stage,
+    :func:`~agent.pipeline.session.watch_perception`; None: the change gate alone).
 
     The sources are opened first: a missing file or a video that cannot be opened raises
     ScenewatchError before anything is sent.
@@ -184,7 +198,7 @@ def run_capture(
         for source in opened:
             source.close()
         raise
-    captures = [SourceCapture(source, streams, settings, stop) for source in opened]
+    captures = [SourceCapture(source, streams, settings, stop, perception) for source in opened]
     threads = [threading.Thread(target=c.run, name=f"capture-{c.source.name}", daemon=True) for c in captures]
     for thread in threads:
         thread.start()

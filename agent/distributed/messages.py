@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import cv2
@@ -20,6 +20,7 @@ import numpy as np
 from agent.core.errors import ScenewatchError
 from agent.sources import Frame
 from memory.observation import Observation
+from tools.perception.findings import Findings, Track
 
 JPEG_QUALITY = 90
 """The quality frames travel at: the model sees them after one more resize at most."""
@@ -73,7 +74,7 @@ class FrameMessage:
     score: float | None
     jpeg: bytes
     sent: float  # epoch seconds when capture added it (the latency the streams add)
-    detections: list[dict[str, Any]] | None = None
+    findings: Findings | None = None  # the detector stage's, when it ran in capture
 
     @classmethod
     def of(
@@ -86,6 +87,7 @@ class FrameMessage:
         score: float | None,
         max_side: int,
         sent: float,
+        findings: Findings | None = None,
     ) -> FrameMessage:
         """The message of a sampled frame, its picture shrunk to ``max_side``."""
         return cls(
@@ -98,6 +100,7 @@ class FrameMessage:
             score,
             encode_jpeg(frame.image, max_side),
             sent,
+            findings,
         )
 
     def fields(self) -> dict[str, bytes]:
@@ -111,7 +114,7 @@ class FrameMessage:
             "reason": self.reason,
             "score": self.score,
             "sent": self.sent,
-            "detections": self.detections,
+            "findings": findings_record(self.findings),
         }
         return {"meta": json.dumps(meta).encode(), "jpeg": self.jpeg}
 
@@ -130,7 +133,7 @@ class FrameMessage:
                 None if meta.get("score") is None else float(meta["score"]),
                 _bytes(fields, "jpeg"),
                 float(meta.get("sent", 0.0)),
-                meta.get("detections"),
+                findings_from_record(meta.get("findings")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MessageError(f"a frame message lacks a field or has a bad one: {exc}") from None
@@ -138,6 +141,25 @@ class FrameMessage:
     def image(self) -> np.ndarray:
         """The frame, decoded (BGR)."""
         return decode_jpeg(self.jpeg)
+
+
+def findings_record(findings: Findings | None) -> dict[str, Any] | None:
+    """A frame's findings as JSON-ready data (None without)."""
+    if findings is None:
+        return None
+    record = asdict(findings)
+    record["tracks"] = [track.to_dict() for track in findings.tracks]
+    return record
+
+
+def findings_from_record(record: dict[str, Any] | None) -> Findings | None:
+    """The findings :func:`findings_record` wrote (TypeError or KeyError when they are malformed)."""
+    if record is None:
+        return None
+    tracks = [
+        Track(**{**track, "zones": tuple(track.get("zones", ()))}) for track in record.get("tracks", [])
+    ]
+    return Findings(**{**record, "tracks": tracks})
 
 
 _NOT_SENT = ("id", "episode_id", "thumb_path")

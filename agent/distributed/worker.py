@@ -29,6 +29,7 @@ from agent.core.config import Settings
 from agent.distributed.messages import FrameMessage, MessageError, ResultMessage
 from agent.distributed.redis_streams import WORKERS, Entry, Reconnecting, Streams
 from agent.pipeline.describe import DESCRIBE_MAX_NEW_TOKENS, describe_request, parse_description
+from agent.pipeline.perceive import observation_fields
 from agent.pipeline.watch import POLL_S
 from memory.observation import Observation
 from tools.vision.base import VisionResult
@@ -154,6 +155,7 @@ class FrameWorker:
                 now_ts=message.ts,
                 max_side=self.settings.max_side,
                 max_new_tokens=min(self.settings.max_new_tokens, DESCRIBE_MAX_NEW_TOKENS),
+                findings=message.findings,
             )
             future = self.engine.submit(request, tag=message.source)
             jobs.append((_Job(entry_id, message, future, time.monotonic()), deliveries))
@@ -216,6 +218,7 @@ class FrameWorker:
             model=result.model,
             frame_id=message.frame_id,
             **asdict(description),
+            **observation_fields(message.findings),
         )
         return ResultMessage(observation, self._thumbnail(message), message.sent, self.name,
                              {"answered": time.time(), "reason": message.reason})  # fmt: skip

@@ -26,11 +26,13 @@ from typing import Any, Protocol
 from agent.core.config import Settings
 from agent.core.errors import ScenewatchError
 from agent.events.delivery import DeliveryWorker
+from agent.events.predicates import count_name
 from agent.events.ruleset import CHANGES_RULE, EPISODE_RULE, Rule, RuleSet
 from agent.events.sinks import Sender, missing_secrets
 from memory.events import NewEvent, Outbox
 from memory.observation import Observation, changes_text
 from memory.store import Store
+from tools.perception.labels import coco_labels
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,29 @@ def observation_context(obs: Observation, questions: dict[str, str]) -> dict[str
     }
     for name in questions:
         context[name] = _as_bool(obs.answers.get(name))
+    context.update(perception_context(obs))
+    return context
+
+
+def perception_context(obs: Observation) -> dict[str, Any]:
+    """The detector's and the tracker's names of the predicates (:mod:`agent.events.predicates`), all
+    None when no detector ran on the observation's frame; ``zone_<name>`` only for zones it saw."""
+    if obs.detections is None:
+        return {name: None for name in ("detected", "entered", "exited", "dwell_s")}
+    labels = [item["label"] for item in obs.detections]
+    tracks = obs.tracks or []
+    in_view = [track for track in tracks if track["state"] != "left"]
+    context: dict[str, Any] = {
+        "detected": labels,
+        "entered": [track["label"] for track in tracks if track["state"] == "entered"],
+        "exited": [track["label"] for track in tracks if track["state"] == "left"],
+        "dwell_s": max((obs.ts - track["first_ts"] for track in in_view), default=None),
+    }
+    for label in coco_labels():
+        context[count_name(label)] = labels.count(label)
+    for track in in_view:
+        for zone in track["zones"]:
+            context.setdefault(f"zone_{zone}", []).append(track["label"])
     return context
 
 
@@ -169,6 +194,8 @@ class RuleEngine:
         """The events this observation causes and the holds after it; the engine's state is unchanged."""
         ruleset = self.ruleset  # one consistent set, whatever is added meanwhile
         context = observation_context(obs, dict(self.questions))
+        for zone in {zone for source in ruleset.sources.values() for zone in source.zones}:
+            context.setdefault(f"zone_{zone}", None if obs.detections is None else [])
         events = self._state_changes(obs)
         holds: dict[tuple[str, str], _Hold] = {}
         for rule in ruleset.rules:

@@ -19,6 +19,22 @@ events it wants::
         sinks: [console, ops]      # default: every sink of the file
         clip: 10s                  # an MP4 of the 10 s before the event (and a few after); serve only
 
+A ``sources`` section (optional) gives each watched source its zones and gate options, keyed by
+the source as watch names it (a file's name or path, a URL, a webcam index)::
+
+    sources:
+      shopfront_cctv.mp4:
+        zones:                     # named polygons: fractions of the frame (all numbers <= 1) or pixels
+          door: [[0.16, 0.33], [0.52, 0.33], [0.52, 1.0], [0.16, 1.0]]
+        gate:
+          only_while: [person]     # call the vision model only while a person is in view
+          pixels: false            # wake on tracks and the heartbeat, not on pixel change
+          heartbeat: 30s
+          threshold: 0.02          # changed share of the picture that wakes the model
+        text: true                 # read text (OCR) on each analysed frame
+
+Each zone adds a name ``zone_<name>`` to the predicates (the labels of the tracks in it).
+
 The structure is checked with pydantic; its error locations are mapped back to lines through
 the YAML node tree (``yaml.compose``). Predicates are compiled by :mod:`agent.events.predicates`.
 """
@@ -29,7 +45,7 @@ import difflib
 import re
 import string
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,8 +54,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.core.durations import format_duration, parse_duration
 from agent.core.errors import ScenewatchError
-from agent.events.predicates import BASE_VOCABULARY, BOOL, Predicate, PredicateError, compile_predicate
+from agent.events.predicates import (
+    BASE_VOCABULARY,
+    BOOL,
+    LIST,
+    Predicate,
+    PredicateError,
+    compile_predicate,
+)
 from agent.events.sinks import SINKS
+from tools.perception.labels import check_classes
 
 Severity = Literal["info", "warning", "critical"]
 EPISODE_RULE, CHANGES_RULE = "episode", "changes"  # the rule names of automatic state-change events
@@ -94,17 +118,59 @@ class StateChangesSpec(_Spec):
     sinks: list[str] | None = None
 
 
+class GateSpec(_Spec):
+    only_while: list[str] = []
+    pixels: bool = True
+    heartbeat: str | float | None = None
+    threshold: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("only_while")
+    @classmethod
+    def _classes(cls, value: list[str]) -> list[str]:
+        try:
+            check_classes(value)
+        except ScenewatchError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("heartbeat")
+    @classmethod
+    def _heartbeat(cls, value: str | float | None) -> str | float | None:
+        if value is not None and _seconds(value) <= 0:
+            raise ValueError("the heartbeat must be more than 0 s")
+        return value
+
+
+class SourceSpec(_Spec):
+    zones: dict[Annotated[str, Field(pattern=_NAME)], list[tuple[float, float]]] = {}
+    gate: GateSpec = GateSpec()
+    text: bool | None = None
+
+    @field_validator("zones")
+    @classmethod
+    def _polygons(cls, value: dict[str, list[tuple[float, float]]]) -> dict[str, list[tuple[float, float]]]:
+        for name, points in value.items():
+            if len(points) < 3:
+                raise ValueError(f"zone {name} needs at least 3 points [x, y]")
+            if any(coordinate < 0 for point in points for coordinate in point):
+                raise ValueError(f"zone {name} has a negative coordinate")
+        return value
+
+
 class RulesFileSpec(_Spec):
     questions: dict[Annotated[str, Field(pattern=_NAME)], str] = {}
     sinks: dict[Annotated[str, Field(pattern=_NAME)], dict[str, Any]] = {}
     state_changes: StateChangesSpec = StateChangesSpec()
     rules: dict[Annotated[str, Field(pattern=_NAME)], RuleSpec] = {}
+    sources: dict[str, SourceSpec] = {}
 
 
 _FIELDS = {
     "": RulesFileSpec,
     "rules.*": RuleSpec,
     "state_changes": StateChangesSpec,
+    "sources.*": SourceSpec,
+    "sources.*.gate": GateSpec,
 }
 
 
@@ -148,13 +214,27 @@ class StateChanges:
 
 
 @dataclass(frozen=True)
+class SourceRules:
+    """One source's zones (name -> polygon) and gate options; None: the settings' value."""
+
+    zones: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    only_while: tuple[str, ...] = ()
+    pixels: bool = True
+    heartbeat_s: float | None = None
+    threshold: float | None = None
+    text: bool | None = None
+
+
+@dataclass(frozen=True)
 class RuleSet:
-    """A loaded rules file: watch questions, sinks (name -> target dict), rules, state changes."""
+    """A loaded rules file: watch questions, sinks (name -> target dict), rules, state changes, and
+    the sources' zones and gate options (by source as watch names it)."""
 
     questions: dict[str, str]
     sinks: dict[str, dict[str, Any]]
     rules: tuple[Rule, ...]
     state_changes: StateChanges
+    sources: dict[str, SourceRules] = field(default_factory=dict)
 
     def with_sink(self, name: str, target: dict[str, Any]) -> RuleSet:
         """These rules with one more sink that every rule and the state changes send to (the service's
@@ -301,6 +381,8 @@ def _build(spec: RulesFileSpec, lines: _LineMap, base: Path) -> RuleSet:
                 ("questions", question), f"'{question}' is a reserved name; name the question otherwise"
             )
         vocabulary[question] = BOOL
+    for zone in sorted({zone for source in spec.sources.values() for zone in source.zones}):
+        vocabulary[f"zone_{zone}"] = LIST
     sinks = {name: _sink_target(name, entry, lines, base) for name, entry in spec.sinks.items()}
     rules = []
     for rule_name, rule in spec.rules.items():
@@ -333,7 +415,18 @@ def _build(spec: RulesFileSpec, lines: _LineMap, base: Path) -> RuleSet:
         severity=changes.severity,
         sinks=_sink_names(changes.sinks, sinks, lines, ("state_changes", "sinks")),
     )
-    return RuleSet(dict(spec.questions), sinks, tuple(rules), state_changes)
+    sources = {
+        name: SourceRules(
+            zones={zone: tuple(points) for zone, points in source.zones.items()},
+            only_while=tuple(source.gate.only_while),
+            pixels=source.gate.pixels,
+            heartbeat_s=_seconds(source.gate.heartbeat) if source.gate.heartbeat is not None else None,
+            threshold=source.gate.threshold,
+            text=source.text,
+        )
+        for name, source in spec.sources.items()
+    }
+    return RuleSet(dict(spec.questions), sinks, tuple(rules), state_changes, sources)
 
 
 def _sink_names(

@@ -16,6 +16,7 @@ from agent.core.config import Settings
 from agent.events.rule_engine import RuleEngine
 from agent.events.ruleset import RuleSet
 from agent.pipeline.listeners import ObservationListener, close_listeners
+from agent.pipeline.perceive import Perception
 from agent.pipeline.stats import WatchSummary
 from agent.pipeline.watch import run_watch
 from memory.episodes import EpisodeTracker
@@ -35,6 +36,7 @@ class Pipeline:
     engine: Engine
     listeners: list[ObservationListener] = field(default_factory=list)
     questions: dict[str, str] = field(default_factory=dict)
+    perception: Perception | None = None  # the detector stage; None: the change gate alone
     abandon: bool = False  # set when the model may still be on a batch nobody waits for
     watched: bool = False  # run_watch has closed the listeners
 
@@ -49,6 +51,7 @@ class Pipeline:
             store=self.store,
             questions=self.questions,
             listeners=self.listeners,
+            perception=self.perception,
             **options,
         )
 
@@ -63,8 +66,10 @@ def open_pipeline(
     memory: bool = True,
 ) -> Iterator[Pipeline]:
     """The store at ``settings.db_path``; with ``memory``, the episode tracker and the indexer; the
-    rules engine of ``ruleset``; then the engine over ``backend`` (default: the one the settings
-    name, loaded last so that a bad store or rules file costs no model load).
+    rules engine of ``ruleset``; the detector stage (``settings.detector``, always with the
+    ``detector`` backend) with the ruleset's sources; then the engine over ``backend`` (default: the
+    one the settings name, loaded last so that a bad store, rules file or detector setting costs no
+    model load).
 
     The watch questions are the ruleset's, then ``questions``. At the end the engine is closed
     (unless ``pipeline.abandon`` was set: a batch may still be running) and the store last.
@@ -73,6 +78,7 @@ def open_pipeline(
     listeners: list[ObservationListener] = []
     try:
         listeners += _listeners(store, settings, ruleset, memory)
+        perception = watch_perception(settings, ruleset)
         engine = Engine(
             backend or make_backend(settings),
             batch_size=settings.batch_size,
@@ -83,7 +89,7 @@ def open_pipeline(
         store.close()
         raise
     asked = {**(ruleset.questions if ruleset else {}), **(questions or {})}
-    pipeline = Pipeline(settings, store, engine, listeners, asked)
+    pipeline = Pipeline(settings, store, engine, listeners, asked, perception)
     try:
         yield pipeline
     finally:
@@ -94,6 +100,14 @@ def open_pipeline(
                 engine.close()
         finally:
             store.close()
+
+
+def watch_perception(settings: Settings, ruleset: RuleSet | None = None) -> Perception | None:
+    """The detector stage of a watch or a capture process (``settings.detector``, always with the
+    ``detector`` backend), with the ruleset's per-source rules; None when it is off."""
+    if not (settings.detector or settings.backend == "detector"):
+        return None
+    return Perception(settings, ruleset.sources if ruleset else None)
 
 
 @dataclass

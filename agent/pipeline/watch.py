@@ -47,13 +47,14 @@ from agent.core.config import Settings
 from agent.core.durations import current_time
 from agent.core.errors import ScenewatchError
 from agent.pipeline.describe import DESCRIBE_MAX_NEW_TOKENS, describe_request, parse_description
-from agent.pipeline.gate import ChangeGate
 from agent.pipeline.listeners import ObservationListener, close_listeners, notify_listeners
+from agent.pipeline.perceive import Perceiver, Perception, observation_fields
 from agent.pipeline.stats import SourceStats, UpdateCallback, WatchSummary
 from agent.sources import Frame, FrameSource, open_source, source_name
 from memory.observation import Observation
 from memory.store import Store
 from memory.window import RecentWindow
+from tools.perception.findings import Findings
 from tools.vision.base import VisionResult
 from tools.vision.engine import DeadlineExceeded, Engine, EngineClosed
 
@@ -76,6 +77,7 @@ class _Pending:
     future: Future[VisionResult]
     submitted: float
     answered: float | None = None  # monotonic time the answer arrived
+    findings: Findings | None = None  # what the detector stage saw on the frame
 
 
 @dataclass
@@ -94,6 +96,7 @@ class _Shared:
     hurry: threading.Event
     on_frame: Callable[[str, Frame], None] | None = None
     commit_lock: threading.Lock = field(default_factory=threading.Lock)
+    perception: Perception | None = None  # the detector stage (None: the change gate alone)
 
 
 class _SourceWorker:
@@ -104,7 +107,8 @@ class _SourceWorker:
         self.shared = shared
         settings = shared.settings
         self.stats = SourceStats(source.name, live=source.live)
-        self.gate = ChangeGate(settings.gate_threshold, settings.gate_side, settings.heartbeat_s)
+        self.perceiver = Perceiver(source.name, settings, shared.perception)  # detect, track, zones, gate
+        self.gate = self.perceiver.gate
         self.depth = 1 if source.live else settings.pipeline_depth
         self.thumbs = settings.thumbs_dir / source_slug(source.name)
         self.pending: deque[_Pending] = deque()
@@ -138,7 +142,8 @@ class _SourceWorker:
                     shared.on_frame(self.source.name, frame)
                 except Exception:  # a frame consumer must not stop the watch
                     log.exception("%s: the frame callback failed", self.source.name)
-            decision = self.gate.check(frame.image, frame.ts if frame.video_t is None else frame.video_t)
+            decision = self.perceiver.decide(frame)
+            self.stats.reasons[decision.reason] += 1
             if not decision.analyse:
                 self.stats.skipped += 1
                 self._notify(None)
@@ -150,11 +155,12 @@ class _SourceWorker:
                 now_ts=frame.ts,
                 max_side=settings.max_side,
                 max_new_tokens=min(settings.max_new_tokens, DESCRIBE_MAX_NEW_TOKENS),
+                findings=decision.findings,
             )
             submitted = time.monotonic()
             deadline = settings.deadline_s if self.source.live else None
             future = shared.engine.submit(request, deadline_s=deadline, tag=self.source.name)
-            item = _Pending(frame, decision.score, future, submitted)
+            item = _Pending(frame, decision.score, future, submitted, findings=decision.findings)
             future.add_done_callback(lambda _f, item=item: setattr(item, "answered", time.monotonic()))
             self.pending.append(item)
             self._settle(keep=self.depth - 1)
@@ -219,6 +225,7 @@ class _SourceWorker:
             latency_ms=round(latency_ms, 1),
             model=result.model,
             **asdict(description),
+            **observation_fields(item.findings),
         )
         obs.thumb_path = self._save_thumbnail(frame.image, frame.ts)
         with shared.commit_lock:
@@ -279,6 +286,7 @@ def run_watch(
     stop: threading.Event | None = None,
     hurry: threading.Event | None = None,
     on_frame: Callable[[str, Frame], None] | None = None,
+    perception: Perception | None = None,
 ) -> WatchSummary:
     """Watch every source until the files end or ``stop`` is set; return what happened.
 
@@ -289,6 +297,7 @@ def run_watch(
     finds those up front, before a model loads. A live source that sends no frame within
     ``stream_give_up_s`` ends with an error too; once one has come, it retries for ever.
     Setting ``hurry`` after ``stop`` abandons the answers still in flight (module docstring).
+    ``perception``: the detector stage ahead of the gate (:mod:`agent.pipeline.perceive`).
     The listeners are closed at the end; the engine and the store belong to the caller.
 
     ``questions`` may change while the watch runs (a dict one writer updates, such as
@@ -325,6 +334,7 @@ def run_watch(
         stop,
         hurry or threading.Event(),
         on_frame,
+        perception=perception,
     )
     workers = [_SourceWorker(source, shared) for source in opened]
     threads = [
