@@ -8,8 +8,10 @@
   answers at once (a scripted backend, in this process) to the recorder; capture's send to the
   stored row, p50 and p95. It includes the engine's wait to fill a batch (``batch_wait_ms``).
 - ``workers``: frames per second through 1, 2 ... ``scenewatch worker`` processes running a real
-  model (default: the tiny Qwen3-VL checkpoint, built here), the frames all waiting in the stream
-  when the workers are ready; and their CPU seconds per frame.
+  model (default: the tiny Qwen3-VL checkpoint, built here; or another backend), the frames all
+  waiting in the stream when the workers are ready; their CPU seconds per frame. The machine's
+  cores are shared out (``OMP_NUM_THREADS``: cores / workers), so that the workers divide the
+  cores rather than oversubscribe them.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class ScaleOptions:
     workers: list[int] = field(default_factory=lambda: [1, 2])
     worker_frames: int = 64
     model: str | None = None  # None: the tiny checkpoint, built in a scratch folder
+    backend: str = "local"  # the workers' backend (local: the model above; detector: no model)
     max_new_tokens: int = 16
     redis_url: str | None = None  # None: a scratch redis-server
 
@@ -98,7 +101,7 @@ def run_scale_bench(options: ScaleOptions, settings: Settings, progress: Progres
             latency = _latency(streams, cfg, options)
             workers = []
             if options.workers:
-                model = options.model or _tiny(folder, progress)
+                model = options.model or ("" if options.backend != "local" else _tiny(folder, progress))
                 for count in options.workers:
                     progress(f"{count} worker process(es)")
                     workers.append(_workers(streams, cfg, options, model, count, folder))
@@ -115,6 +118,7 @@ def run_scale_bench(options: ScaleOptions, settings: Settings, progress: Progres
             "max_side": cfg.max_side,
             "thumb_side": cfg.thumb_side,
             "max_new_tokens": options.max_new_tokens,
+            "backend": options.backend,
             "model": options.model or "tiny Qwen3-VL (random weights, built by the bench)",
         },
         "writes": writes,
@@ -267,12 +271,20 @@ def _workers(
         "SCENEWATCH_REDIS_PREFIX": PREFIX,
         "SCENEWATCH_MAX_NEW_TOKENS": str(options.max_new_tokens),
         "SCENEWATCH_HOME": str(settings.home),
+        "OMP_NUM_THREADS": str(threads_per_worker(count)),  # the cores shared out, not oversubscribed
     }
     names = [f"bench-{count}-{index}" for index in range(count)]
     processes = []
     for name in names:
         log = (folder / f"{name}.log").open("wb")
-        args = ["worker", "--backend", "local", "--model", model, "--name", name]
+        args = [
+            "worker",
+            "--backend",
+            options.backend,
+            "--name",
+            name,
+            *(["--model", model] if model else []),
+        ]
         processes.append(subprocess.Popen([*CLI, *args], env=env, stdout=log, stderr=subprocess.STDOUT))
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -314,7 +326,13 @@ def _workers(
         "wall_s": round(wall, 2),
         "fps": round(options.worker_frames / wall, 2),
         "worker_cpu_s_per_frame": round(cpu / options.worker_frames, 3),
+        "threads_per_worker": threads_per_worker(count),
     }
+
+
+def threads_per_worker(count: int) -> int:
+    """Torch threads for each of ``count`` worker processes on this machine: the cores shared out."""
+    return max(1, (os.cpu_count() or 1) // count)
 
 
 def _cpu(process: subprocess.Popen[bytes]) -> float:

@@ -397,6 +397,9 @@ def bench_redis(
     workers: Annotated[str, typer.Option(help="Worker process counts, comma-separated; 0: none.")] = "1,2",
     worker_frames: Annotated[int, typer.Option(min=1, help="Frames through each worker count.")] = 64,
     model: ModelOption = None,
+    backend: Annotated[
+        str, typer.Option(help="The workers' backend: local (--model; default the tiny one), detector, ...")
+    ] = "local",
     max_new_tokens: Annotated[
         int, typer.Option(min=1, help="Most new tokens per answer in the workers.")
     ] = 16,
@@ -408,7 +411,7 @@ def bench_redis(
     from agent.bench.scaleout import ScaleOptions, run_scale_bench
 
     counts = [] if workers.strip() == "0" else _ints(workers, "--workers")
-    options = ScaleOptions(frames, rate, counts, worker_frames, model, max_new_tokens, redis)
+    options = ScaleOptions(frames, rate, counts, worker_frames, model, backend, max_new_tokens, redis)
     parts = [
         "scenewatch",
         "bench",
@@ -421,7 +424,8 @@ def bench_redis(
         workers,
     ]
     parts += ["--worker-frames", str(worker_frames), "--max-new-tokens", str(max_new_tokens)]
-    parts += [*(["--model", model] if model else []), *(["--json"] if as_json else [])]
+    parts += [*(["--model", model] if model else []), *(["--backend", backend] if backend != "local" else [])]
+    parts += ["--json"] if as_json else []
     command = shlex.join(parts)
     report = {"command": command, **run_scale_bench(options, settings(), lambda text: err_console.log(text))}
     text = json.dumps(report, indent=2)
