@@ -404,6 +404,7 @@ def damaged_message(path: Path, problem: str) -> str:
     ROLLBACK when it met damage, so that last line is made a COMMIT.
     """
     old, new = shlex.quote(str(path)), shlex.quote(str(path.with_name(f"{path.stem}-recovered{path.suffix}")))
+    problem = " ".join(problem.split())  # SQLite's report may span lines: the message stays one
     return (
         f"{path} is damaged ({problem}); scenewatch leaves it as it is. Restore a backup, or copy what "
         f"can still be read into a new file and move that in its place: `sqlite3 {old} .recover | sqlite3 "
