@@ -10,8 +10,8 @@
 - ``workers``: frames per second through 1, 2 ... ``scenewatch worker`` processes running a real
   model (default: the tiny Qwen3-VL checkpoint, built here; or another backend), the frames all
   waiting in the stream when the workers are ready; their CPU seconds per frame. The machine's
-  cores are shared out (``OMP_NUM_THREADS``: cores / workers), so that the workers divide the
-  cores rather than oversubscribe them.
+  cores are shared out (``OMP_NUM_THREADS``: cores / workers, or ``threads``), so that the workers
+  divide the cores rather than oversubscribe them.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class ScaleOptions:
     backend: str = "local"  # the workers' backend (local: the model above; detector: no model)
     max_new_tokens: int = 16
     redis_url: str | None = None  # None: a scratch redis-server
+    threads: int | None = None  # torch threads per worker; None: the cores shared out
 
 
 def picture(width: int, height: int) -> np.ndarray:
@@ -265,13 +266,14 @@ def _workers(
 ) -> dict[str, Any]:
     """``count`` worker processes on a full stream: frames a second from the first send to the last stored."""
     _fresh(streams)
+    threads = options.threads or threads_per_worker(count)  # the cores shared out, not oversubscribed
     env = {
         **os.environ,
         "SCENEWATCH_REDIS_URL": settings.redis_url or "",
         "SCENEWATCH_REDIS_PREFIX": PREFIX,
         "SCENEWATCH_MAX_NEW_TOKENS": str(options.max_new_tokens),
         "SCENEWATCH_HOME": str(settings.home),
-        "OMP_NUM_THREADS": str(threads_per_worker(count)),  # the cores shared out, not oversubscribed
+        "OMP_NUM_THREADS": str(threads),
     }
     names = [f"bench-{count}-{index}" for index in range(count)]
     processes = []
@@ -326,7 +328,7 @@ def _workers(
         "wall_s": round(wall, 2),
         "fps": round(options.worker_frames / wall, 2),
         "worker_cpu_s_per_frame": round(cpu / options.worker_frames, 3),
-        "threads_per_worker": threads_per_worker(count),
+        "threads_per_worker": threads,
     }
 
 

@@ -403,6 +403,9 @@ def bench_redis(
     max_new_tokens: Annotated[
         int, typer.Option(min=1, help="Most new tokens per answer in the workers.")
     ] = 16,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Torch threads per worker (default: the cores / workers).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
 ) -> None:
@@ -411,7 +414,9 @@ def bench_redis(
     from agent.bench.scaleout import ScaleOptions, run_scale_bench
 
     counts = [] if workers.strip() == "0" else _ints(workers, "--workers")
-    options = ScaleOptions(frames, rate, counts, worker_frames, model, backend, max_new_tokens, redis)
+    options = ScaleOptions(
+        frames, rate, counts, worker_frames, model, backend, max_new_tokens, redis, threads
+    )
     parts = [
         "scenewatch",
         "bench",
@@ -425,7 +430,7 @@ def bench_redis(
     ]
     parts += ["--worker-frames", str(worker_frames), "--max-new-tokens", str(max_new_tokens)]
     parts += [*(["--model", model] if model else []), *(["--backend", backend] if backend != "local" else [])]
-    parts += ["--json"] if as_json else []
+    parts += [*(["--threads", str(threads)] if threads else []), *(["--json"] if as_json else [])]
     command = shlex.join(parts)
     report = {"command": command, **run_scale_bench(options, settings(), lambda text: err_console.log(text))}
     text = json.dumps(report, indent=2)
