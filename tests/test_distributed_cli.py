@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from distributed_support import RedisServer, free_port
 from helpers import FakeServer
 from typer.testing import CliRunner
 
 from agent.bench.clips import Appearance, write_clip
+from agent.bench.redis_server import ScratchRedis as RedisServer
+from agent.bench.redis_server import free_port
 from agent.cli.app import app
 from agent.core.errors import ScenewatchError
 

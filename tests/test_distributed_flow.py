@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from distributed_support import RedisServer
 from helpers import BrokenBackend, SlowBackend
 
+from agent.bench.redis_server import ScratchRedis as RedisServer
 from agent.core.config import Settings, load_settings
 from agent.distributed.capture import SourceCapture, run_capture
 from agent.distributed.messages import FrameMessage, ResultMessage

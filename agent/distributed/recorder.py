@@ -16,6 +16,7 @@ and seeds each stored source's window from the store.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from agent.core.errors import ScenewatchError
 from agent.distributed.messages import MessageError, ResultMessage
 from agent.distributed.redis_streams import RECORDERS, Entry, Reconnecting, Streams
 from agent.pipeline.listeners import notify_listeners
@@ -85,9 +87,12 @@ class Recorder:
         self._stop = stop
         if not self.start(stop):
             return self.stats
-        while not stop.is_set():
-            if not self.step() and until_idle:
-                break
+        try:
+            while not stop.is_set():
+                if not self.step() and until_idle:
+                    break
+        except sqlite3.Error as exc:  # a locked or failing database: stop, nothing unstored acknowledged
+            raise ScenewatchError(f"cannot store observations in {self.recording.store.path}: {exc}") from exc
         return self.stats
 
     def step(self) -> int:
