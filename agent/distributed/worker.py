@@ -119,9 +119,9 @@ class FrameWorker:
         """Up to a batch of frames with how many times each was handed out: first those held too long
         by another worker, then new ones (waiting up to POLL_S for one when there are none)."""
         client, frames = self.streams.client, self.streams.frames
-        claimed = client.xautoclaim(frames, WORKERS, self.name, self.claim_idle_ms, "0-0", count=self.batch)[
-            1
-        ]
+        _cursor, claimed, *_deleted = client.xautoclaim(
+            frames, WORKERS, self.name, self.claim_idle_ms, "0-0", count=self.batch
+        )
         taken = [(entry, self.streams.delivered(WORKERS, entry[0])) for entry in claimed if entry[1]]
         self.stats.claimed += len(taken)
         if len(taken) < self.batch:
