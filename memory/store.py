@@ -54,9 +54,12 @@ CREATE INDEX IF NOT EXISTS observations_ts ON observations (ts);
 CREATE INDEX IF NOT EXISTS observations_unindexed ON observations (indexed) WHERE indexed = 0;
 """
 
-FRAME_ID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS observations_frame_id ON observations (frame_id)"
+FRAME_ID_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS observations_frame_id ON observations (frame_id) "
+    "WHERE frame_id IS NOT NULL"
+)
 """A frame is stored once: a result delivered twice (scale-out over Redis) meets this index. Rows
-without a frame id (a watch in one process) are NULL, which a unique index lets repeat."""
+without a frame id (a watch in one process) are not in it."""
 
 
 _COLUMNS = (
@@ -236,7 +239,7 @@ class Store:
         with self._damage_reported():
             cursor = self._conn.execute(
                 f"INSERT INTO observations ({_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
-                "ON CONFLICT (frame_id) DO NOTHING",
+                "ON CONFLICT (frame_id) WHERE frame_id IS NOT NULL DO NOTHING",
                 values,
             )
         obs.id = int(cursor.lastrowid or 0) if cursor.rowcount else 0
