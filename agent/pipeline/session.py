@@ -15,7 +15,7 @@ from typing import Any
 from agent.core.config import Settings
 from agent.events.rule_engine import RuleEngine
 from agent.events.ruleset import RuleSet
-from agent.pipeline.listeners import ObservationListener
+from agent.pipeline.listeners import ObservationListener, close_listeners
 from agent.pipeline.perceive import Perception
 from agent.pipeline.stats import WatchSummary
 from agent.pipeline.watch import run_watch
@@ -77,16 +77,8 @@ def open_pipeline(
     store = Store(settings.db_path)
     listeners: list[ObservationListener] = []
     try:
-        if memory:
-            listeners.append(EpisodeTracker(store, settings))
-            listeners.append(Indexer(store, settings))
-        if ruleset is not None:
-            listeners.append(RuleEngine(ruleset, store, settings))
-        perception = (
-            Perception(settings, ruleset.sources if ruleset else None)
-            if settings.detector or settings.backend == "detector"
-            else None
-        )
+        listeners += _listeners(store, settings, ruleset, memory)
+        perception = watch_perception(settings, ruleset)
         engine = Engine(
             backend or make_backend(settings),
             batch_size=settings.batch_size,
@@ -108,6 +100,67 @@ def open_pipeline(
                 engine.close()
         finally:
             store.close()
+
+
+def watch_perception(settings: Settings, ruleset: RuleSet | None = None) -> Perception | None:
+    """The detector stage of a watch or a capture process (``settings.detector``, always with the
+    ``detector`` backend), with the ruleset's per-source rules; None when it is off."""
+    if not (settings.detector or settings.backend == "detector"):
+        return None
+    return Perception(settings, ruleset.sources if ruleset else None)
+
+
+@dataclass
+class Recording:
+    """An open store and the listeners of its observations, with no model: what the recorder of the
+    scale-out (``scenewatch record``) commits through."""
+
+    settings: Settings
+    store: Store
+    listeners: list[ObservationListener] = field(default_factory=list)
+    questions: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def open_recording(
+    settings: Settings,
+    *,
+    ruleset: RuleSet | None = None,
+    questions: dict[str, str] | None = None,
+    memory: bool = True,
+) -> Iterator[Recording]:
+    """The store and the listeners :func:`open_pipeline` wires, in the same order, without an engine.
+
+    The listeners are closed at the end, then the store.
+    """
+    store = Store(settings.db_path)
+    listeners: list[ObservationListener] = []
+    try:
+        listeners += _listeners(store, settings, ruleset, memory)
+        asked = {**(ruleset.questions if ruleset else {}), **(questions or {})}
+        yield Recording(settings, store, listeners, asked)
+    finally:
+        try:
+            close_listeners(listeners)
+        finally:
+            store.close()
+
+
+def _listeners(
+    store: Store, settings: Settings, ruleset: RuleSet | None, memory: bool
+) -> list[ObservationListener]:
+    """The episode tracker and the indexer (with ``memory``), then the rules engine of ``ruleset``."""
+    listeners: list[ObservationListener] = []
+    try:
+        if memory:
+            listeners.append(EpisodeTracker(store, settings))
+            listeners.append(Indexer(store, settings))
+        if ruleset is not None:
+            listeners.append(RuleEngine(ruleset, store, settings))
+    except BaseException:
+        _close(listeners)
+        raise
+    return listeners
 
 
 def _close(listeners: Sequence[ObservationListener]) -> None:

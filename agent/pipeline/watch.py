@@ -47,7 +47,7 @@ from agent.core.config import Settings
 from agent.core.durations import current_time
 from agent.core.errors import ScenewatchError
 from agent.pipeline.describe import DESCRIBE_MAX_NEW_TOKENS, describe_request, parse_description
-from agent.pipeline.listeners import ObservationListener
+from agent.pipeline.listeners import ObservationListener, close_listeners, notify_listeners
 from agent.pipeline.perceive import Perceiver, Perception, observation_fields
 from agent.pipeline.stats import SourceStats, UpdateCallback, WatchSummary
 from agent.sources import Frame, FrameSource, open_source, source_name
@@ -231,15 +231,7 @@ class _SourceWorker:
         with shared.commit_lock:
             shared.store.add(obs)
             shared.window.add(obs)
-            for listener in shared.listeners:
-                try:
-                    listener.on_observation(obs)
-                except (ScenewatchError, sqlite3.Error, OSError) as exc:  # the database or the disk
-                    log.error(
-                        "listener %s failed on observation %s: %s", type(listener).__name__, obs.id, exc
-                    )
-                except Exception:  # a listener must not stop the watch
-                    log.exception("listener %s failed on observation %s", type(listener).__name__, obs.id)
+            notify_listeners(shared.listeners, obs)
             if shared.jsonl is not None:
                 shared.jsonl.write(json.dumps(obs.to_dict(), ensure_ascii=False) + "\n")
                 shared.jsonl.flush()
@@ -314,30 +306,18 @@ def run_watch(
     gate (the clip recorder's ring buffer); it must be quick.
     """
     stop = stop or threading.Event()
-    names = _unique_names(sources)
+    names = unique_names(sources)
     started, start_ts = time.monotonic(), current_time()
     opened: list[FrameSource] = []
     jsonl_file: IO[str] | None = None
     try:
         for name in names:
-            opened.append(
-                open_source(
-                    name,
-                    every_s=settings.every_s,
-                    start_ts=start_ts,
-                    frame_interval_s=settings.frame_interval_s,
-                    reconnect_max_s=settings.reconnect_max_s,
-                    timeout_s=settings.stream_timeout_s,
-                    give_up_s=settings.stream_give_up_s,
-                    jitter_s=settings.sample_jitter_s,
-                    stop=stop,  # a URL that takes long to open is not waited for once stopping
-                )
-            )
+            opened.append(open_watched(name, settings, start_ts, stop))
         jsonl_file = _open_jsonl(jsonl) if jsonl is not None else None
     except BaseException:
         for source in opened:
             source.close()
-        _close_listeners(listeners)
+        close_listeners(listeners)
         raise
     window = RecentWindow(settings.window)
     window.seed(store, names)
@@ -370,7 +350,7 @@ def run_watch(
         _join(workers)
         raise
     finally:
-        _close_listeners(listeners)
+        close_listeners(listeners)
         if jsonl_file is not None:
             jsonl_file.close()
     return WatchSummary(
@@ -380,7 +360,25 @@ def run_watch(
     )
 
 
-def _unique_names(sources: Sequence[str]) -> list[str]:
+def open_watched(
+    name: str, settings: Settings, start_ts: float, stop: threading.Event | None = None
+) -> FrameSource:
+    """Open the source stored under ``name`` with the watch settings (ScenewatchError when it cannot);
+    ``stop`` ends the wait for a URL that takes long to open."""
+    return open_source(
+        name,
+        every_s=settings.every_s,
+        start_ts=start_ts,
+        frame_interval_s=settings.frame_interval_s,
+        reconnect_max_s=settings.reconnect_max_s,
+        timeout_s=settings.stream_timeout_s,
+        give_up_s=settings.stream_give_up_s,
+        jitter_s=settings.sample_jitter_s,
+        stop=stop,
+    )
+
+
+def unique_names(sources: Sequence[str]) -> list[str]:
     """The sources' names (:func:`~agent.sources.source_name`); ScenewatchError for none or a repeat."""
     if not sources:
         raise ScenewatchError("no source to watch")
@@ -408,13 +406,3 @@ def _join(workers: Sequence[_SourceWorker]) -> None:
     for worker in workers:
         while not worker.done.wait(POLL_S):
             pass
-
-
-def _close_listeners(listeners: Sequence[ObservationListener]) -> None:
-    for listener in listeners:
-        try:
-            listener.close()
-        except (ScenewatchError, sqlite3.Error, OSError) as exc:  # the database or the disk failed
-            log.error("closing listener %s failed: %s", type(listener).__name__, exc)
-        except Exception:  # closing one must not keep the others open
-            log.exception("closing listener %s failed", type(listener).__name__)
