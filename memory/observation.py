@@ -41,6 +41,8 @@ class Observation:
     label, first_ts, last_ts, state (entered, present, left), zones}``; None when no detector ran."""
     text: list[str] | None = None
     """The lines of text read in the frame (OCR), when reading was asked for."""
+    frame_id: str | None = None
+    """The frame's unique id when it came through the scale-out streams (a redelivery is stored once)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

@@ -46,19 +46,27 @@ CREATE TABLE IF NOT EXISTS observations (
     indexed INTEGER NOT NULL DEFAULT 0,
     detections TEXT,
     tracks TEXT,
-    text TEXT
+    text TEXT,
+    frame_id TEXT
 );
 CREATE INDEX IF NOT EXISTS observations_source_ts ON observations (source, ts);
 CREATE INDEX IF NOT EXISTS observations_ts ON observations (ts);
 CREATE INDEX IF NOT EXISTS observations_unindexed ON observations (indexed) WHERE indexed = 0;
 """
 
+FRAME_ID_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS observations_frame_id ON observations (frame_id) "
+    "WHERE frame_id IS NOT NULL"
+)
+"""A frame is stored once: a result delivered twice (scale-out over Redis) meets this index. Rows
+without a frame id (a watch in one process) are not in it."""
+
 
 _COLUMNS = (
     "source, ts, video_t, summary, people, objects, actions, changes, answers, raw, parsed, "
-    "gate_score, latency_ms, thumb_path, model, episode_id, detections, tracks, text"
+    "gate_score, latency_ms, thumb_path, model, episode_id, detections, tracks, text, frame_id"
 )
-_ADDED_COLUMNS = {"detections": "TEXT", "tracks": "TEXT", "text": "TEXT"}
+_ADDED_COLUMNS = {"detections": "TEXT", "tracks": "TEXT", "text": "TEXT", "frame_id": "TEXT"}
 """Columns added after the first release: a database without them gets them when it opens (NULL)."""
 
 DETECTED_INDEX = (
@@ -100,6 +108,7 @@ def _row_to_observation(row: sqlite3.Row) -> Observation:
         detections=_loaded(row["detections"]),
         tracks=_loaded(row["tracks"]),
         text=_loaded(row["text"]),
+        frame_id=row["frame_id"],
     )
 
 
@@ -147,6 +156,9 @@ class Store:
         except sqlite3.Error as exc:
             self._conn.close()
             raise database_error(self.path, exc) from exc
+        except ScenewatchError:  # damaged: closed, so SQLite takes its -wal and -shm files away again
+            self._conn.close()
+            raise
 
     def _quick_check(self) -> None:
         """SQLite's quick_check of the file, stopped after :data:`QUICK_CHECK_BUDGET_S`."""
@@ -177,12 +189,13 @@ class Store:
                 raise database_error(self.path, exc) from exc
 
     def _add_columns(self) -> None:
-        """Add the columns an older database lacks (their values stay NULL), and the index of those
-        with detector findings."""
+        """Add the columns an older database lacks (their values stay NULL), the frame id's index and
+        the index of the rows with detector findings."""
         have = {row["name"] for row in self._conn.execute("PRAGMA table_info(observations)")}
         for name, kind in _ADDED_COLUMNS.items():
             if name not in have:
                 self._conn.execute(f"ALTER TABLE observations ADD COLUMN {name} {kind}")
+        self._conn.execute(FRAME_ID_INDEX)
         self._conn.execute(DETECTED_INDEX)
 
     def ensure_schema(self, sql: str) -> None:
@@ -209,7 +222,11 @@ class Store:
             return self._conn.execute(sql, params).fetchall()
 
     def add(self, obs: Observation) -> int:
-        """Commit one observation and return its id (sets ``obs.id``)."""
+        """Commit one observation and return its id (sets ``obs.id``).
+
+        An observation whose ``frame_id`` is already stored is not stored again: ``obs.id`` and the
+        id returned are then 0 (see :meth:`add_once`).
+        """
         values = (
             obs.source,
             obs.ts,
@@ -230,13 +247,20 @@ class Store:
             _json_or_none(obs.detections),
             _json_or_none(obs.tracks),
             _json_or_none(obs.text),
+            obs.frame_id,
         )
         with self._damage_reported():
             cursor = self._conn.execute(
-                f"INSERT INTO observations ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values
+                f"INSERT INTO observations ({_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
+                "ON CONFLICT (frame_id) WHERE frame_id IS NOT NULL DO NOTHING",
+                values,
             )
-        obs.id = int(cursor.lastrowid or 0)
+        obs.id = int(cursor.lastrowid or 0) if cursor.rowcount else 0
         return obs.id
+
+    def add_once(self, obs: Observation) -> bool:
+        """Commit an observation unless its ``frame_id`` is stored already; True when it was stored."""
+        return self.add(obs) != 0
 
     def get_many(self, ids: Sequence[int]) -> list[Observation]:
         """Observations by id, in the order of ``ids`` (missing ones left out)."""
@@ -467,6 +491,7 @@ def damaged_message(path: Path, problem: str) -> str:
     ROLLBACK when it met damage, so that last line is made a COMMIT.
     """
     old, new = shlex.quote(str(path)), shlex.quote(str(path.with_name(f"{path.stem}-recovered{path.suffix}")))
+    problem = " ".join(problem.split())  # SQLite's report may span lines: the message stays one
     return (
         f"{path} is damaged ({problem}); scenewatch leaves it as it is. Restore a backup, or copy what "
         f"can still be read into a new file and move that in its place: `sqlite3 {old} .recover | sqlite3 "

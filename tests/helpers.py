@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tools.vision.base import VisionBackend, VisionRequest, VisionResult
 from tools.vision.scripted import Responder, ScriptedBackend
@@ -82,3 +84,56 @@ class SilentServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class FakeServer:
+    """A local OpenAI-compatible server (127.0.0.1, a free port) that answers chat completions with
+    ``content``, each after ``delay`` seconds; ``fail_first`` requests get HTTP ``fail_status``."""
+
+    def __init__(
+        self,
+        fail_first: int = 0,
+        fail_status: int = 503,
+        *,
+        content: str = " a red door ",
+        delay: float = 0.0,
+    ) -> None:
+        self.bodies: list[dict] = []
+        self.headers: list[dict] = []
+        self.fail_first = fail_first
+        self.fail_status = fail_status
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.bodies.append(body)
+                server.headers.append(dict(self.headers))
+                if len(server.bodies) <= server.fail_first:
+                    self.send_response(server.fail_status)
+                    self.end_headers()
+                    self.wfile.write(b"busy")
+                    return
+                time.sleep(delay)
+                answer = {
+                    "model": body["model"],
+                    "choices": [{"message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": 4},
+                }
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

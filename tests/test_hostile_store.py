@@ -57,7 +57,7 @@ def test_a_damaged_database_is_refused_and_left_as_it_is(damaged_db: Path) -> No
     with pytest.raises(ScenewatchError) as raised:
         Store(damaged_db)
     message = str(raised.value)
-    assert message.startswith(f"{damaged_db} is damaged (database disk image is malformed); ")
+    assert message.startswith(f"{damaged_db} is damaged (")  # SQLite's words depend on the page hit
     assert "scenewatch leaves it as it is" in message and "Restore a backup" in message
     assert f"sqlite3 {damaged_db} .recover | sqlite3 " in message
     assert "\n" not in message
@@ -107,7 +107,7 @@ def test_the_recovery_the_message_gives_works(damaged_db: Path) -> None:
         if done.returncode == 0 and recovered.is_file() and b"error" not in done.stderr:
             break
     store = Store(recovered)
-    assert ROWS * 0.9 <= store.count() < ROWS  # what one damaged page held is lost, the rest is back
+    assert ROWS * 0.9 <= store.count() <= ROWS  # at most what the damaged page held is lost
     store.close()
 
 

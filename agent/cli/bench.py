@@ -424,5 +424,75 @@ def _print_detector_report(report: dict[str, Any]) -> None:
     console.print(f"reproduce: [bold]{escape(report['command'])}[/]", highlight=False)
 
 
+@bench_app.command("redis")
+def bench_redis(
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis", help="A Redis server to use (its own keys); default: a scratch redis-server."
+        ),
+    ] = None,
+    frames: Annotated[
+        int, typer.Option(min=10, help="Frames for the write rates and the latency run.")
+    ] = 200,
+    rate: Annotated[float, typer.Option(min=1, help="Frames a second sent in the latency run.")] = 20.0,
+    workers: Annotated[str, typer.Option(help="Worker process counts, comma-separated; 0: none.")] = "1,2",
+    worker_frames: Annotated[int, typer.Option(min=1, help="Frames through each worker count.")] = 64,
+    model: ModelOption = None,
+    backend: Annotated[
+        str, typer.Option(help="The workers' backend: local (--model; default the tiny one), detector, ...")
+    ] = "local",
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="Most new tokens per answer in the workers.")
+    ] = 16,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Torch threads per worker (default: the cores / workers).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """The scale-out streams: Redis and SQLite write rates, the latency the streams add, frames per
+    second through 1 and 2 worker processes (the tiny checkpoint unless --model)."""
+    from agent.bench.scaleout import ScaleOptions, run_scale_bench
+
+    counts = [] if workers.strip() == "0" else _ints(workers, "--workers")
+    options = ScaleOptions(
+        frames, rate, counts, worker_frames, model, backend, max_new_tokens, redis, threads
+    )
+    parts = [
+        "scenewatch",
+        "bench",
+        "redis",
+        "--frames",
+        str(frames),
+        "--rate",
+        f"{rate:g}",
+        "--workers",
+        workers,
+    ]
+    parts += ["--worker-frames", str(worker_frames), "--max-new-tokens", str(max_new_tokens)]
+    parts += [*(["--model", model] if model else []), *(["--backend", backend] if backend != "local" else [])]
+    parts += [*(["--threads", str(threads)] if threads else []), *(["--json"] if as_json else [])]
+    command = shlex.join(parts)
+    report = {"command": command, **run_scale_bench(options, settings(), lambda text: err_console.log(text))}
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+        return
+    table = Table("measure", "value")
+    for section in ("writes", "latency"):
+        for key, value in report[section].items():
+            table.add_row(f"{section}.{key}", str(value))
+    for row in report["workers"]:
+        table.add_row(
+            f"{row['workers']} worker(s)",
+            f"{row['fps']} frames/s, {row['worker_cpu_s_per_frame']} CPU s/frame",
+        )
+    console.print(table)
+    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from agent.core.config import Settings, load_settings
+from agent.core.durations import parse_duration
 from agent.core.errors import ScenewatchError
 from memory.folders import file_in_the_way
 from memory.store import Store
@@ -97,3 +98,13 @@ def exit_now(status: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def flag_seconds(text: str | None, flag: str) -> float | None:
+    """A duration flag's value in seconds (None when not given); ScenewatchError unless more than 0."""
+    if text is None:
+        return None
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ScenewatchError(f"{flag} must be more than 0 (got {text!r})")
+    return seconds

@@ -228,6 +228,25 @@ class Settings(BaseSettings):
         default=False, description="Home Assistant discovery: a binary sensor per rule"
     )
 
+    # Scale-out over Redis Streams: `scenewatch capture`, `worker`, `record` (docs/DEPLOY.md).
+    redis_url: str | None = Field(
+        default=None,
+        pattern=r"^(redis|rediss|unix)://\S*$",
+        description="Redis server for capture, worker, record",
+    )
+    redis_prefix: str = Field(
+        default="scenewatch", pattern=r"^[A-Za-z0-9_.-]+$", description="prefix of scenewatch's Redis keys"
+    )
+    redis_frames_max: int = Field(
+        default=2000, ge=1, description="most gated frames waiting in the frames stream (each a JPEG)"
+    )
+    redis_claim_idle_s: Seconds = Field(
+        default=30.0, gt=0, description="a frame a worker holds this long unanswered is taken by another"
+    )
+    redis_max_deliveries: int = Field(
+        default=3, ge=1, description="a frame given to workers this many times goes to the dead letters"
+    )
+
     # Event clips.
     public_url: str | None = Field(
         default=None,

@@ -327,7 +327,8 @@ def watch_rule(
 
 def load_rules(path: str | Path) -> RuleSet:
     """Read and check a rules file (at most :data:`MAX_RULES_BYTES`); raises ScenewatchError naming
-    the file and line."""
+    the file and line. Relative paths in it (a JSONL sink's) are relative to the file's folder, so a
+    rules file means the same from wherever a watch starts."""
     file = Path(path)
     try:
         with file.open("rb") as handle:
@@ -337,7 +338,7 @@ def load_rules(path: str | Path) -> RuleSet:
         raise ScenewatchError(f"cannot read rules file {file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ScenewatchError(f"rules file {file} is not UTF-8 text: {exc.reason}") from None
-    return parse_rules(text, name=str(file))
+    return parse_rules(text, name=str(file), base=file.resolve().parent)
 
 
 def parse_rules(text: str, *, name: str = "<rules>", base: Path | None = None) -> RuleSet:

@@ -115,7 +115,7 @@ class Perceiver:
         (logged) when the detector failed on the frame: the gate then judges by pixels alone."""
         assert self.detector is not None and self.tracker is not None
         try:
-            found = self.detector.detect(frame.image)
+            found = self.detector.detect(frame.image, weak=True)
             tracked = self.tracker.update(found, frame.ts)
             height, width = frame.image.shape[:2]
             if self.zones is not None:

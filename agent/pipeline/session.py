@@ -17,7 +17,7 @@ from typing import Any
 from agent.core.config import Settings
 from agent.events.rule_engine import ClipMaker, RuleEngine
 from agent.events.ruleset import RuleSet
-from agent.pipeline.listeners import ObservationListener
+from agent.pipeline.listeners import ObservationListener, close_listeners
 from agent.pipeline.perceive import Perception
 from agent.pipeline.stats import WatchSummary
 from agent.pipeline.watch import Watcher, run_watch
@@ -98,19 +98,11 @@ def open_pipeline(
     """
     store = Store(settings.db_path)
     listeners: list[ObservationListener] = []
-    rules: RuleEngine | None = None
     try:
-        if memory:
-            listeners.append(EpisodeTracker(store, settings))
-            listeners.append(Indexer(store, settings))
-        if ruleset is not None:
-            rules = RuleEngine(ruleset, store, settings, clips=clips)
-            listeners.append(rules)
-        perception = (
-            Perception(settings, ruleset.sources if ruleset else None)
-            if settings.detector or settings.backend == "detector"
-            else None
-        )
+        listeners += _listeners(store, settings, ruleset, memory, clips)
+        engines = [listener for listener in listeners if isinstance(listener, RuleEngine)]
+        rules = engines[0] if engines else None
+        perception = watch_perception(settings, ruleset)
         vision = backend or make_backend(settings)
         engine = Engine(
             instrument(vision) if instrument is not None else vision,
@@ -134,6 +126,68 @@ def open_pipeline(
                 engine.close()
         finally:
             store.close()
+
+
+def watch_perception(settings: Settings, ruleset: RuleSet | None = None) -> Perception | None:
+    """The detector stage of a watch or a capture process (``settings.detector``, always with the
+    ``detector`` backend), with the ruleset's per-source rules; None when it is off."""
+    if not (settings.detector or settings.backend == "detector"):
+        return None
+    return Perception(settings, ruleset.sources if ruleset else None)
+
+
+@dataclass
+class Recording:
+    """An open store and the listeners of its observations, with no model: what the recorder of the
+    scale-out (``scenewatch record``) commits through."""
+
+    settings: Settings
+    store: Store
+    listeners: list[ObservationListener] = field(default_factory=list)
+    questions: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def open_recording(
+    settings: Settings,
+    *,
+    ruleset: RuleSet | None = None,
+    questions: dict[str, str] | None = None,
+    memory: bool = True,
+) -> Iterator[Recording]:
+    """The store and the listeners :func:`open_pipeline` wires, in the same order, without an engine.
+
+    The listeners are closed at the end, then the store.
+    """
+    store = Store(settings.db_path)
+    listeners: list[ObservationListener] = []
+    try:
+        listeners += _listeners(store, settings, ruleset, memory)
+        asked = {**(ruleset.questions if ruleset else {}), **(questions or {})}
+        yield Recording(settings, store, listeners, asked)
+    finally:
+        try:
+            close_listeners(listeners)
+        finally:
+            store.close()
+
+
+def _listeners(
+    store: Store, settings: Settings, ruleset: RuleSet | None, memory: bool, clips: ClipMaker | None = None
+) -> list[ObservationListener]:
+    """The episode tracker and the indexer (with ``memory``), then the rules engine of ``ruleset``
+    (making its rules' clips with ``clips``)."""
+    listeners: list[ObservationListener] = []
+    try:
+        if memory:
+            listeners.append(EpisodeTracker(store, settings))
+            listeners.append(Indexer(store, settings))
+        if ruleset is not None:
+            listeners.append(RuleEngine(ruleset, store, settings, clips=clips))
+    except BaseException:
+        _close(listeners)
+        raise
+    return listeners
 
 
 def _close(listeners: Sequence[ObservationListener]) -> None:

@@ -53,7 +53,7 @@ from agent.core.config import Settings
 from agent.core.durations import current_time
 from agent.core.errors import ScenewatchError
 from agent.pipeline.describe import DESCRIBE_MAX_NEW_TOKENS, describe_request, parse_description
-from agent.pipeline.listeners import ObservationListener
+from agent.pipeline.listeners import ObservationListener, close_listeners, notify_listeners
 from agent.pipeline.perceive import Perceiver, Perception, observation_fields
 from agent.pipeline.stats import SourceStats, UpdateCallback, WatchSummary
 from agent.sources import Frame, FrameSource, open_source, source_name
@@ -239,15 +239,7 @@ class _SourceWorker:
         with shared.commit_lock:
             shared.store.add(obs)
             shared.window.add(obs)
-            for listener in shared.listeners:
-                try:
-                    listener.on_observation(obs)
-                except (ScenewatchError, sqlite3.Error, OSError) as exc:  # the database or the disk
-                    log.error(
-                        "listener %s failed on observation %s: %s", type(listener).__name__, obs.id, exc
-                    )
-                except Exception:  # a listener must not stop the watch
-                    log.exception("listener %s failed on observation %s", type(listener).__name__, obs.id)
+            notify_listeners(shared.listeners, obs)
             if shared.jsonl is not None:
                 shared.jsonl.write(json.dumps(obs.to_dict(), ensure_ascii=False) + "\n")
                 shared.jsonl.flush()
@@ -463,7 +455,7 @@ class Watcher:
             self._closed = True
         self.stop()
         self.wait()
-        _close_listeners(self.shared.listeners)
+        close_listeners(self.shared.listeners)
 
 
 def run_watch(
@@ -499,7 +491,7 @@ def run_watch(
     gate (the clip recorder's ring buffer); it must be quick.
     """
     stop = stop or threading.Event()
-    names = _unique_names(sources)
+    names = unique_names(sources)
     started, start_ts = time.monotonic(), current_time()
     opened: list[FrameSource] = []
     jsonl_file: IO[str] | None = None
@@ -510,7 +502,7 @@ def run_watch(
     except BaseException:
         for source in opened:
             source.close()
-        _close_listeners(listeners)
+        close_listeners(listeners)
         raise
     batches_before = engine.stats.batches
     watcher = Watcher(
@@ -544,7 +536,7 @@ def run_watch(
     )
 
 
-def _unique_names(sources: Sequence[str]) -> list[str]:
+def unique_names(sources: Sequence[str]) -> list[str]:
     """The sources' names (:func:`~agent.sources.source_name`); ScenewatchError for none or a repeat."""
     if not sources:
         raise ScenewatchError("no source to watch")
@@ -561,13 +553,3 @@ def _open_jsonl(path: Path) -> IO[str]:
         return path.open("a", encoding="utf-8")
     except OSError as exc:
         raise ScenewatchError(f"cannot write {path}: {exc}") from exc
-
-
-def _close_listeners(listeners: Sequence[ObservationListener]) -> None:
-    for listener in listeners:
-        try:
-            listener.close()
-        except (ScenewatchError, sqlite3.Error, OSError) as exc:  # the database or the disk failed
-            log.error("closing listener %s failed: %s", type(listener).__name__, exc)
-        except Exception:  # closing one must not keep the others open
-            log.exception("closing listener %s failed", type(listener).__name__)

@@ -164,6 +164,7 @@ class DetectorOptions:
     threshold: float = 0.5
     classes: tuple[str, ...] = ()  # empty: every COCO class
     tiling: str = "auto"
+    continue_threshold: float = 0.3  # a weaker sighting may only continue a track (ByteTrack's second stage)
 
 
 class Detector:
@@ -191,10 +192,14 @@ class Detector:
         self._outputs = [output["index"] for output in outputs]
         self.max_per_pass = int(outputs[0]["shape"][1])
         self.passes = 0  # model passes run by the last detect()
+        self._floor = self.options.threshold  # the least score the passes of this detect() keep
 
-    def detect(self, frame: np.ndarray) -> sv.Detections:
+    def detect(self, frame: np.ndarray, *, weak: bool = False) -> sv.Detections:
         """The objects in a frame of any size or format (:func:`~tools.perception.pixels.to_bgr_uint8`),
-        highest score first; nothing for an empty frame."""
+        highest score first; nothing for an empty frame. ``weak``: down to ``continue_threshold``
+        (for a tracker, which lets such sightings only continue a track), else down to ``threshold``."""
+        weakest = min(self.options.continue_threshold, self.options.threshold)
+        self._floor = weakest if weak else self.options.threshold
         image = to_bgr_uint8(frame)
         height, width = image.shape[:2]
         self.passes = 0
@@ -242,7 +247,7 @@ class Detector:
         self.passes += 1
         boxes, classes, confidences, count = (self._interpreter.get_tensor(i) for i in self._outputs)
         found = int(count[0])
-        keep = confidences[0, :found] >= self.options.threshold
+        keep = confidences[0, :found] >= self._floor
         yxyx = np.clip(boxes[0, :found][keep], 0.0, 1.0)
         xyxy = yxyx[:, [1, 0, 3, 2]] * np.array([width, height, width, height], dtype=np.float32)
         xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)

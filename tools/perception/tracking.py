@@ -63,17 +63,21 @@ class SceneTracker:
     """Per-class ByteTrack over timestamped detections, with each track's history.
 
     ``every_s``: the pace frames are fed at (ByteTrack's motion step; the timestamps set the rest).
-    ``lost_after_s``: a track unseen this long is gone; also ByteTrack's lost-track budget, so a
-    shorter gap (a missed detection) keeps the id. ``threshold``: the detector's score threshold,
-    which starts and confirms tracks.
+    ``lost_after_s``: a track unseen this long is gone (default one and a half samples: a track
+    missed in two samples in a row has left). ByteTrack keeps a lost track longer (two and a half
+    samples, at least 2 s), so one seen again after a miss keeps its id (and is reopened if it was
+    closed meanwhile). ``threshold``: the detector's score threshold,
+    which starts and confirms tracks; a weaker detection (``Detector.detect(weak=True)``) can only
+    continue a track (ByteTrack's second association stage) and is dropped when it continues none.
     """
 
     def __init__(self, *, every_s: float = 1.0, lost_after_s: float | None = None, threshold: float = 0.5):
-        self.lost_after_s = lost_after_s if lost_after_s is not None else max(2.0, 2.5 * every_s)
+        self.lost_after_s = lost_after_s if lost_after_s is not None else max(1.0, 1.5 * every_s)
+        self.threshold = threshold
         self._settings = {
             "frame_rate": 1.0 / every_s,
             # ByteTrack counts its budget in frames of 30 fps video when given timestamps.
-            "lost_track_buffer": max(1, round(self.lost_after_s * 30)),
+            "lost_track_buffer": max(1, round(max(self.lost_after_s, 2.0, 2.5 * every_s) * 30)),
             "minimum_consecutive_frames": MIN_HITS,
             "track_activation_threshold": threshold,
             "high_conf_det_threshold": threshold,
@@ -118,7 +122,9 @@ class SceneTracker:
             empty = labelled_empty()
             empty.tracker_id = np.array([], dtype=int)
             return empty
-        return sv.Detections.merge(out)
+        merged = sv.Detections.merge(out)
+        ids = merged.tracker_id if merged.tracker_id is not None else np.full(len(merged), -1)
+        return select(merged, (scores(merged) >= self.threshold) | (ids >= 0))
 
     def _global_id(self, label: str, local_id: int) -> int:
         if local_id < 0:
