@@ -42,18 +42,35 @@ def serve(
     device: DeviceOption = None,
     max_side: MaxSideOption = None,
     db: DbOption = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            help="Also record the scale-out workers' results from this Redis server: redis://HOST:6379/0 "
+            "(SCENEWATCH_REDIS_URL); run no `scenewatch record` beside it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Watch sources and serve the HTTP API (REST, live stream, metrics) until SIGTERM or Ctrl-C.
 
     Sources added through the API persist and come back at the next start. Docs at /docs.
     """
+    from agent.distributed.redis_streams import connect
     from agent.service.runtime import Service
     from agent.service.security import check_exposure
     from agent.service.server import bind
     from agent.service.server import serve as run_server
 
     cfg = settings(
-        api_host=host, api_port=port, model=model, backend=backend, device=device, max_side=max_side, db=db
+        api_host=host,
+        api_port=port,
+        model=model,
+        backend=backend,
+        device=device,
+        max_side=max_side,
+        db=db,
+        redis_url=redis,
     )
     token = cfg.api_token.get_secret_value() if cfg.api_token else None
     check_exposure(cfg.api_host, token)
@@ -62,6 +79,8 @@ def serve(
         quiet_video_logs()
     for spec in sources or []:  # before the model loads: a typo or a bad file should not cost a minute
         probe_source(spec)
+    if cfg.redis_url:  # before the model loads: a wrong URL costs nothing
+        connect(cfg.redis_url).close()
     sock = bind(cfg.api_host, cfg.api_port)
     service = Service(cfg, ruleset=ruleset, sources=sources or [])
     address = f"http://{cfg.api_host}:{sock.getsockname()[1]}"

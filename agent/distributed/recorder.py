@@ -146,11 +146,12 @@ class Recorder:
         obs = result.observation
         if result.thumb:
             obs.thumb_path = self._save_thumbnail(obs, result.thumb)
-        if not self.recording.store.add_once(obs):
-            self.stats.repeated += 1
-            log.debug("%s: frame %s is stored already: skipped", obs.source, obs.frame_id)
-            return False
-        notify_listeners(self.recording.listeners, obs)
+        with self.recording.commit_lock:
+            if not self.recording.store.add_once(obs):
+                self.stats.repeated += 1
+                log.debug("%s: frame %s is stored already: skipped", obs.source, obs.frame_id)
+                return False
+            notify_listeners(self.recording.listeners, obs)
         self.stats.stored += 1
         if result.sent:
             self.stats.stream_ms.append((time.time() - result.sent) * 1000)

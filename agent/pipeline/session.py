@@ -9,6 +9,7 @@ whose sources come and go (:meth:`Pipeline.watcher`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -145,6 +146,8 @@ class Recording:
     store: Store
     listeners: list[ObservationListener] = field(default_factory=list)
     questions: dict[str, str] = field(default_factory=dict)
+    commit_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while a result is stored and its listeners run: ``serve --redis`` shares its watcher's."""
 
 
 @contextmanager

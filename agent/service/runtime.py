@@ -7,7 +7,9 @@ engine (when ``SCENEWATCH_MQTT_HOST`` is set), the clip recorder (when a rule as
 agent's watches (:class:`~agent.events.watchlist.Watchlist`) and a
 :class:`~agent.pipeline.watch.Watcher`, and starts the sources recorded as ``watching`` in the
 ``sources`` table (:mod:`memory.sources`) and those named on the command line. Until then it is
-not ready: what needs the model or changes sources answers 503.
+not ready: what needs the model or changes sources answers 503. With ``SCENEWATCH_REDIS_URL``
+(``serve --redis``) it is also the scale-out's recorder (:mod:`agent.distributed.recorder`): the
+workers' results are stored through the same listeners, so the API, stream, rules and MQTT see them.
 
 There is always a rules engine (with no rules file, an empty one): the agent's watches are rules
 added to it while it runs, and its ``questions`` are the watch questions every frame reads a copy
@@ -35,11 +37,13 @@ from typing import Any
 from agent.core.config import Settings
 from agent.core.durations import current_time
 from agent.core.errors import ScenewatchError
+from agent.distributed.recorder import Recorder
+from agent.distributed.redis_streams import Streams, connect
 from agent.events.mqtt import MqttState, mqtt_target
 from agent.events.ruleset import RuleSet, StateChanges
 from agent.events.watchlist import Watchlist
 from agent.pipeline.clips import ClipRecorder
-from agent.pipeline.session import Pipeline, open_pipeline
+from agent.pipeline.session import Pipeline, Recording, open_pipeline
 from agent.pipeline.watch import Watcher, _SourceWorker, open_watched  # the worker: a type only
 from agent.service.documents import observation_document
 from agent.service.errors import Conflict, NotFound, NotReady
@@ -109,6 +113,8 @@ class Service:
         self._watches: Watchlist | None = None
         self._clips: ClipRecorder | None = None
         self._loader: threading.Thread | None = None
+        self.recorder: Recorder | None = None  # with --redis: the scale-out's recorder
+        self._recorder_thread: threading.Thread | None = None
         self._changes = threading.RLock()  # one change of sources at a time
         self._history: dict[str, list[_SourceWorker]] = {}  # every watch of each source
         self._seen: dict[str, _Seen] = {}
@@ -147,6 +153,8 @@ class Service:
             self._pipeline = pipeline
             self._watches = Watchlist(self.reader, rules, sources=lambda: sorted(self.watched()))
             self._watcher = pipeline.watcher(on_frame=self._on_frame, on_end=self._on_end)
+            if self.settings.redis_url:
+                self._start_recorder(pipeline, self._watcher)
             if self._closing.is_set():
                 return
             with self._changes:
@@ -158,6 +166,32 @@ class Service:
             log.error("the service cannot start: %s", self.failure)
             if self.on_failure is not None:
                 self.on_failure(self.failure)
+
+    def _start_recorder(self, pipeline: Pipeline, watcher: Watcher) -> None:
+        """``serve --redis``: the scale-out's recorder on a thread of its own, storing the workers'
+        results through this service's store and listeners (so the stream, metrics, rules and MQTT
+        see them) under the watcher's commit lock; it stops when the service closes."""
+        assert self.settings.redis_url is not None
+        recording = Recording(
+            self.settings,
+            pipeline.store,
+            pipeline.listeners,
+            pipeline.questions,
+            commit_lock=watcher.shared.commit_lock,
+        )
+        self.recorder = Recorder(Streams(connect(self.settings.redis_url), self.settings), recording)
+        self._recorder_thread = threading.Thread(
+            target=self._run_recorder, name="scenewatch-recorder", daemon=True
+        )
+        self._recorder_thread.start()
+        log.info("recording %s into %s", self.recorder.streams.observations, pipeline.store.path)
+
+    def _run_recorder(self) -> None:
+        assert self.recorder is not None
+        try:
+            self.recorder.run(self._closing)
+        except ScenewatchError as exc:  # a database that fails: nothing unstored was acknowledged
+            log.error("the recorder stopped: %s", exc)
 
     @property
     def ready(self) -> bool:
@@ -219,6 +253,8 @@ class Service:
         if self._loader is not None:
             self._loader.join()
         try:
+            if self._recorder_thread is not None:  # its batch in hand is stored first
+                self._recorder_thread.join()
             if self._watcher is not None:
                 self._watcher.close()
             self._stack.close()
