@@ -22,6 +22,7 @@ from agent.service.errors import install_error_handlers
 from agent.service.routes import agent, events, kb, memory, observations, sources, stream, system
 from agent.service.runtime import Service
 from agent.service.security import TokenMiddleware
+from agent.service.web import install as install_web
 
 ROUTES = (system, sources, observations, events, stream, memory, agent, kb)
 
@@ -65,6 +66,7 @@ def create_app(service: Service) -> FastAPI:
     install_error_handlers(app)
     for module in ROUTES:
         app.include_router(module.router(settings))
+    install_web(app, settings)  # the page at /
     # /mcp (issue 15, item 7) is mounted here: agent/service/mcp.py's build_mcp_server(service), its
     # session manager run inside the lifespan above, behind the token middleware below like every route.
     token = settings.api_token.get_secret_value() if settings.api_token else None
