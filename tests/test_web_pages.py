@@ -106,7 +106,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A service with the box rule, the scripted model and the citing chat model; no source yet."""
     home = tmp_path_factory.mktemp("home")
     rules = home / "rules.yaml"
-    rules.write_text(RULES)
+    rules.write_text(RULES.replace("path: events.jsonl", f"path: {home / 'events.jsonl'}"))  # not the cwd
     settings = settings_for(home, backend="test", pipeline_depth=1, gate_threshold=0.0, api_stream_ping_s=5)
     CHAT_MODELS.add("test", lambda settings, engine: CitingChat())
     use_clock(lambda: FROZEN_NOW)  # the watch starts at a fixed time of day: never across midnight
@@ -195,6 +195,7 @@ def test_frames_arrive_without_a_reload_and_sources_are_added_paused_and_removed
         wait_js(page, f"{NEWEST_FRAME} > {max(first)}")
         assert max(frame_ids(page)) > max(first) and page.evaluate("window.notReloaded")  # live, not reloaded
         assert page.locator("#live").inner_text() == "live"
+        card.locator(".summary", has_text="a red box").wait_for()  # the summary follows the watch
         both_widths(page, "sources")
 
         card.get_by_role("button", name="Pause").click()

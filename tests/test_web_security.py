@@ -69,6 +69,11 @@ def test_requests_from_another_site_are_refused(guarded: Served) -> None:
         "/ui/sources", data={"source": "0"}, headers={"HX-Request": "true", "Origin": "https://evil.example"}
     )
     assert foreign.status_code == 403 and "another site" in foreign.json()["error"]
+    host = guarded.url.removeprefix("http://")
+    proxied = client.post(
+        "/ui/sources", data={"source": ""}, headers={"HX-Request": "true", "Origin": f"https://{host}"}
+    )
+    assert proxied.status_code == 200 and "Name a source" in proxied.text  # same host behind a TLS proxy
     login = client.post("/login", data={"token": TOKEN}, headers={"Origin": "https://evil.example"})
     assert login.status_code == 403
     away = client.post("/login", data={"token": TOKEN, "next": "//evil.example/x"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import Request
 
 from agent.service.errors import ApiError
@@ -12,9 +14,11 @@ class Forbidden(ApiError):
 
 
 def same_origin(request: Request) -> None:
-    """403 when the browser says the request comes from another site (its ``Origin`` header)."""
+    """403 when the browser says the request comes from another site: its ``Origin`` names another
+    host than the one it sent the request to (the scheme is not compared: behind a proxy that ends
+    TLS the server sees http)."""
     origin = request.headers.get("origin")
-    if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
         raise Forbidden("this request comes from another site")
 
 
