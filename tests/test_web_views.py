@@ -106,13 +106,18 @@ def test_detections_show_as_tracks_and_in_the_observation() -> None:
     person = {"label": "person", "score": 0.91, "box": [10, 20, 110, 220], "track": 7}
     documents = [
         {"id": 1, "ts": 100.0, "detections": [person]},
-        {"id": 2, "ts": 101.0, "detections": [person, {"label": "car", "score": 0.8, "box": [0, 0, 5, 5]}]},
+        {
+            "id": 2,
+            "ts": 101.0,
+            "detections": [person, {"label": "car", "score": 0.8, "box": [0, 0, 5, 5], "track": 7}],
+        },
         {"id": 3, "ts": 102.5, "detections": [{**person, "track": 8}], "objects": ["Bicycle"]},
         {"id": 4, "ts": 103.0, "detections": None},
     ]
     bars = track_bars(documents)
     assert [(b["track"], b["label"], b["first"], b["last"], b["frames"]) for b in bars] == [
         (7, "person", 100.0, 101.0, 2),
+        (7, "car", 101.0, 101.0, 1),  # the same number in another class is another track
         (8, "person", 102.5, 102.5, 1),
     ]
     assert classes_of(documents[2]) == {"person", "bicycle"} and classes_of(documents[3]) == set()

@@ -72,10 +72,10 @@ TEMPLATES.env.filters.update(
 TEMPLATES.env.globals.update(query=query)
 
 
-def stream_url(request: Request, *, source: str | None = None) -> str:
+def stream_url(request: Request) -> str:
     """The live stream from the rows the page was rendered with (``/api/stream?after=...``)."""
     service = request.app.state.service
-    return "/api/stream" + query(after=str(newest_cursor(service.reader, service.outbox)), source=source)
+    return "/api/stream" + query(after=str(newest_cursor(service.reader, service.outbox)))
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -73,6 +73,9 @@ class Lane:
 
 @dataclass
 class TimelineView:
+    """Everything one view of the timeline shows: the axis (epoch seconds), the lanes, the episodes
+    listed with their frames and events, and the choices the filters offer."""
+
     filters: Filters
     start: float
     end: float
@@ -105,21 +108,23 @@ def spread(items: list[Any], most: int) -> list[Any]:
 
 
 def track_bars(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The tracks the detections name: label, first and last time seen, how many frames."""
-    tracks: dict[Any, dict[str, Any]] = {}
+    """The tracks the detections of one source name (a tracker numbers each class apart): label,
+    first and last time seen, how many frames, the last observation."""
+    tracks: dict[tuple[str, Any], dict[str, Any]] = {}
     for document in documents:
         for item in document.get("detections") or []:
-            track = item.get("track")
+            track, label = item.get("track"), str(item.get("label", "?"))
             if track is None:
                 continue
             bar = tracks.setdefault(
-                track, {"track": track, "label": item.get("label", "?"), "first": document["ts"], "frames": 0}
+                (label, track), {"track": track, "label": label, "first": document["ts"], "frames": 0}
             )
             bar["last"], bar["frames"], bar["observation"] = document["ts"], bar["frames"] + 1, document["id"]
     return sorted(tracks.values(), key=lambda bar: (bar["first"], str(bar["track"])))
 
 
 def known_sources(service: Service) -> list[str]:
+    """Every source a filter can name: recorded, observed, or named by an event."""
     names = {record.name for record in list_sources(service.reader)} | set(service.reader.sources())
     return sorted(names | set(service.outbox.sources()))
 
