@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e ".[dev]"
+	@# trackers installs opencv-python (the GUI build) beside rapidocr's opencv-python-headless; both
+	@# write site-packages/cv2/. The headless files go back last and the GUI build must not be active.
+	$(BIN)/pip install --force-reinstall --no-deps "opencv-python-headless==$$($(BIN)/python -c \
+		'from importlib.metadata import version; print(version("opencv-python-headless"))')"
+	$(BIN)/python -c 'import re, cv2; assert re.search(r"GUI:\s+NONE", cv2.getBuildInformation()), \
+		"a GUI build of OpenCV is active: reinstall opencv-python-headless"'
 	touch $(STAMP)
 
 system-packages:

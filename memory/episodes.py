@@ -6,6 +6,12 @@ the summaries mean the same (cosine similarity of their MiniLM embeddings at lea
 the representative whose summary and thumbnail stand for the episode, so slow drift still ends an
 episode. An unparsed answer has no count or answers to compare: its text is compared instead. A
 silence longer than ``settings.episode_gap_s`` also starts a new episode.
+
+Time ranges: :func:`episodes_between` finds the episodes overlapping a range without walking the
+history before it. Those that start inside the range come from the ``start_ts`` index; those that
+began before it and were still going when it starts come from an R*Tree of the episodes' spans
+(``episode_spans``, kept by triggers: float32 bounds rounded outwards, so it gives a superset that
+the exact columns then filter).
 """
 
 from __future__ import annotations
@@ -47,6 +53,33 @@ CREATE INDEX IF NOT EXISTS episodes_source_start ON episodes (source, start_ts);
 CREATE INDEX IF NOT EXISTS episodes_start ON episodes (start_ts);
 CREATE INDEX IF NOT EXISTS episodes_end ON episodes (end_ts);
 """
+
+SPANS_SCHEMA = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS episode_spans USING rtree(id, start_ts, end_ts)",
+    """CREATE TRIGGER IF NOT EXISTS episode_spans_insert AFTER INSERT ON episodes BEGIN
+        INSERT OR REPLACE INTO episode_spans VALUES (new.id, new.start_ts, new.end_ts);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS episode_spans_update AFTER UPDATE OF start_ts, end_ts ON episodes BEGIN
+        UPDATE episode_spans SET start_ts = new.start_ts, end_ts = new.end_ts WHERE id = new.id;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS episode_spans_delete AFTER DELETE ON episodes BEGIN
+        DELETE FROM episode_spans WHERE id = old.id;
+    END""",
+    # the episodes of a database from before the spans
+    "INSERT OR REPLACE INTO episode_spans SELECT id, start_ts, end_ts FROM episodes",
+)
+"""The episodes' spans as an R*Tree (SQLite's ``rtree`` module: which episodes contain an instant),
+kept by triggers; made, and filled from the episodes there are, in one transaction."""
+
+
+def ensure_episodes_schema(store: Store) -> None:
+    """The episodes table, its indexes, and the R*Tree of their spans (made once)."""
+    store.ensure_schema(EPISODES_SCHEMA)
+    if store.execute("SELECT 1 FROM sqlite_master WHERE name = 'episode_spans_delete'"):
+        return
+    with store.transaction() as conn:
+        for statement in SPANS_SCHEMA:
+            conn.execute(statement)
 
 
 @dataclass
@@ -104,7 +137,7 @@ class EpisodeTracker:
     """
 
     def __init__(self, store: Store, settings: Settings, *, embeddings: Embeddings | None = None) -> None:
-        store.ensure_schema(EPISODES_SCHEMA)
+        ensure_episodes_schema(store)
         self.store = store
         self.similarity = settings.episode_similarity
         self.gap_s = settings.episode_gap_s
@@ -207,17 +240,39 @@ def episodes_between(
     source: str | None = None,
     limit: int | None = None,
 ) -> list[Episode]:
-    """Episodes overlapping the range (epoch seconds, inclusive), oldest first."""
-    store.ensure_schema(EPISODES_SCHEMA)
-    clauses, params = range_sql("start_ts", "end_ts", since, until, source)
+    """Episodes overlapping the range (epoch seconds, inclusive), oldest first.
+
+    Bounded by what is found, not by the history before ``since``: the episodes already going at
+    ``since`` come from the R*Tree of spans, those starting in the range from the ``start_ts`` index.
+    """
+    ensure_episodes_schema(store)
     tail = f" LIMIT {int(limit)}" if limit is not None else ""
-    rows = store.execute(f"SELECT * FROM episodes WHERE {clauses} ORDER BY start_ts, id{tail}", params)
-    return [_row_to_episode(row) for row in rows]
+    if since is None:
+        clauses, params = range_sql("start_ts", "end_ts", None, until, source)
+        rows = store.execute(f"SELECT * FROM episodes WHERE {clauses} ORDER BY start_ts, id{tail}", params)
+        return [_row_to_episode(row) for row in rows]
+    extra, rest = "", []  # the rest of the range, and the source
+    if until is not None:
+        extra, rest = extra + " AND {e}start_ts <= ?", [*rest, until]
+    if source is not None:
+        extra, rest = extra + " AND {e}source = ?", [*rest, source]
+    going = store.execute(  # the spans' float32 bounds give a superset: the exact columns decide
+        "SELECT e.* FROM episode_spans AS s CROSS JOIN episodes AS e ON e.id = s.id"  # CROSS: spans first
+        " WHERE s.start_ts <= ? AND s.end_ts >= ? AND e.start_ts < ? AND e.end_ts >= ?"
+        f"{extra.format(e='e.')} ORDER BY e.start_ts, e.id{tail}",
+        [since, since, since, since, *rest],
+    )
+    starting = store.execute(
+        f"SELECT * FROM episodes WHERE start_ts >= ?{extra.format(e='')} ORDER BY start_ts, id{tail}",
+        [since, *rest],
+    )
+    rows = [*going, *starting]
+    return [_row_to_episode(row) for row in (rows if limit is None else rows[: int(limit)])]
 
 
 def episode_counts(store: Store) -> tuple[int, int]:
     """How many episodes there are, and how many of them are still open."""
-    store.ensure_schema(EPISODES_SCHEMA)
+    ensure_episodes_schema(store)
     total, still_open = store.execute("SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT closed) FROM episodes")[0]
     return int(total), int(still_open)
 
@@ -225,7 +280,7 @@ def episode_counts(store: Store) -> tuple[int, int]:
 def prune_episodes(store: Store, cutoff: float) -> int:
     """Remove the episodes that ended before ``cutoff`` (their observations are gone); those that began
     before it now start at their first remaining observation. Returns how many were removed."""
-    store.ensure_schema(EPISODES_SCHEMA)
+    ensure_episodes_schema(store)
     removed = len(store.execute("DELETE FROM episodes WHERE end_ts < ? RETURNING id", (cutoff,)))
     store.execute(
         """

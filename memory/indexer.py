@@ -6,10 +6,17 @@ threads embed batches side by side (one torch thread each, which keeps its speed
 machine), write them to the index one at a time and mark them indexed. The first sweep, at start,
 repairs a crash between the SQLite commit and the index write. Nothing grows with what is
 stored: the queue is bounded, sweeps read a batch at a time, and only the newest shard is written.
+
+Who writes a store's vectors is told by an advisory lock beside the database (:class:`IndexingLock`):
+every watch's indexer holds it shared; :func:`index_missing` (``recall`` catching up on rows a
+killed watch left unindexed) runs only when it can hold it alone, so it never writes a local
+Chroma folder while a running watch does. The system releases the lock when a process ends,
+however it ends.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
@@ -29,12 +36,44 @@ _POLL_S = 0.2
 _MAX_BACKOFF_S = 30.0
 
 
+class IndexingLock:
+    """The advisory lock (``flock``) on who writes a store's vectors: shared by the indexers of running
+    watches, held alone by a one-off catch-up. A folder where the lock file cannot be made (read
+    only) is not locked: :meth:`acquire` says True."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.path = settings.data_dir / f"{settings.db_path.name}-indexing.lock"
+        self._fd: int | None = None
+
+    def acquire(self, *, alone: bool, wait: bool) -> bool:
+        """Hold the lock shared (or ``alone``); False when another process holds it and not ``wait``."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            log.debug("no indexing lock at %s: %s", self.path, exc)
+            return True
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if alone else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Indexer:
     """An :class:`~agent.pipeline.listeners.ObservationListener` that indexes observations in the background.
 
     ``index`` defaults to a writer :class:`VectorIndex` of its own (closed with the indexer);
     ``workers`` defaults to the number of cores, at most 2. ``close()`` writes what is queued and
-    stops; rows still ``indexed = 0`` then are swept at the next start.
+    stops; rows still ``indexed = 0`` then are swept at the next start. With ``lock`` (a watch's
+    indexer) it holds the :class:`IndexingLock` shared while it runs, waiting for a catch-up that
+    holds it alone to end.
     """
 
     def __init__(
@@ -46,11 +85,21 @@ class Indexer:
         workers: int | None = None,
         max_wait_s: float = 1.0,
         queue_size: int | None = None,
+        lock: bool = True,
     ) -> None:
+        self._lock = IndexingLock(settings) if lock else None
+        if self._lock is not None and not self._lock.acquire(alone=False, wait=False):
+            log.info("waiting for another process to finish indexing %s", settings.db_path)
+            self._lock.acquire(alone=False, wait=True)
         self.store = store
         self.batch = settings.index_batch
         self.max_wait_s = max_wait_s
-        self.index = index or VectorIndex(store, settings, release_shards=True)
+        try:
+            self.index = index or VectorIndex(store, settings, release_shards=True)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
         self._owns_index = index is None
         self._queue: queue.Queue[Observation] = queue.Queue(maxsize=queue_size or 4 * self.batch)
         self._missed = threading.Event()  # something was not queued: sweep SQLite for it
@@ -87,6 +136,8 @@ class Indexer:
             thread.join(timeout)
         if self._owns_index:
             self.index.close()
+        if self._lock is not None:
+            self._lock.release()
 
     @property
     def pending(self) -> int:
@@ -160,7 +211,7 @@ def index_all(
 ) -> int:
     """Index every ``indexed = 0`` row with the indexer's workers and wait; ``progress(done)`` meanwhile."""
     total = store.unindexed_count()
-    indexer = Indexer(store, settings, index=index)
+    indexer = Indexer(store, settings, index=index, lock=False)
     try:
         while left := store.unindexed_count():
             if indexer.last_error is not None:
@@ -181,3 +232,20 @@ def reindex(index: VectorIndex, progress: Callable[[int], None] | None = None) -
     index.clear()
     index.store.mark_all_unindexed()
     return index_all(index.store, index.settings, index, progress)
+
+
+def index_missing(
+    store: Store, settings: Settings, index: VectorIndex, progress: Callable[[int], None] | None = None
+) -> int | None:
+    """Index the rows a watch left ``indexed = 0`` (killed before its indexer caught up), unless a
+    running watch's indexer holds the :class:`IndexingLock` (it indexes them itself): how many were
+    indexed, or None when a watch is indexing."""
+    if not store.unindexed_count():
+        return 0
+    lock = IndexingLock(settings)
+    if not lock.acquire(alone=True, wait=False):
+        return None
+    try:
+        return index_all(store, settings, index, progress)
+    finally:
+        lock.release()

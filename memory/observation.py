@@ -33,6 +33,16 @@ class Observation:
     model: str = ""
     episode_id: int | None = None
     id: int | None = None
+    detections: list[dict[str, Any]] | None = None
+    """The object detector's ``{label, score, box, track}`` records (box: pixels x1, y1, x2, y2 of the
+    source frame; ``track`` once tracked); None when no detector ran."""
+    tracks: list[dict[str, Any]] | None = None
+    """The tracks in view and those that left since the source's previous observation: ``{track,
+    label, first_ts, last_ts, state (entered, present, left), zones}``; None when no detector ran."""
+    text: list[str] | None = None
+    """The lines of text read in the frame (OCR), when reading was asked for."""
+    frame_id: str | None = None
+    """The frame's unique id when it came through the scale-out streams (a redelivery is stored once)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

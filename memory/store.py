@@ -8,15 +8,21 @@ episodes, rules). Other modules keep their own tables in the same database throu
 from __future__ import annotations
 
 import json
+import logging
+import shlex
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from agent.core.errors import ScenewatchError
+from memory.folders import make_folder, why_unwritable
 from memory.observation import Observation
+
+log = logging.getLogger(__name__)
 
 OBSERVATIONS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS observations (
@@ -37,18 +43,47 @@ CREATE TABLE IF NOT EXISTS observations (
     thumb_path TEXT,
     model TEXT NOT NULL DEFAULT '',
     episode_id INTEGER,
-    indexed INTEGER NOT NULL DEFAULT 0
+    indexed INTEGER NOT NULL DEFAULT 0,
+    detections TEXT,
+    tracks TEXT,
+    text TEXT,
+    frame_id TEXT
 );
 CREATE INDEX IF NOT EXISTS observations_source_ts ON observations (source, ts);
 CREATE INDEX IF NOT EXISTS observations_ts ON observations (ts);
 CREATE INDEX IF NOT EXISTS observations_unindexed ON observations (indexed) WHERE indexed = 0;
 """
 
+FRAME_ID_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS observations_frame_id ON observations (frame_id) "
+    "WHERE frame_id IS NOT NULL"
+)
+"""A frame is stored once: a result delivered twice (scale-out over Redis) meets this index. Rows
+without a frame id (a watch in one process) are not in it."""
+
 
 _COLUMNS = (
     "source, ts, video_t, summary, people, objects, actions, changes, answers, raw, parsed, "
-    "gate_score, latency_ms, thumb_path, model, episode_id"
+    "gate_score, latency_ms, thumb_path, model, episode_id, detections, tracks, text, frame_id"
 )
+_ADDED_COLUMNS = {"detections": "TEXT", "tracks": "TEXT", "text": "TEXT", "frame_id": "TEXT"}
+"""Columns added after the first release: a database without them gets them when it opens (NULL)."""
+
+DETECTED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS observations_episode_detected ON observations (episode_id) "
+    "WHERE detections IS NOT NULL"
+)
+"""The observations with detector findings by episode: the timeline reads the people the detector saw
+in its episodes through it, not through a scan of every observation (25 ms at 100,000). Rows without
+findings are not in it."""
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _loaded(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def _row_to_observation(row: sqlite3.Row) -> Observation:
@@ -70,54 +105,128 @@ def _row_to_observation(row: sqlite3.Row) -> Observation:
         thumb_path=row["thumb_path"],
         model=row["model"],
         episode_id=row["episode_id"],
+        detections=_loaded(row["detections"]),
+        tracks=_loaded(row["tracks"]),
+        text=_loaded(row["text"]),
+        frame_id=row["frame_id"],
     )
 
 
+QUICK_CHECK_BUDGET_S = 2.0
+"""How long opening a store may spend on SQLite's ``quick_check`` (it reads the whole file: about
+0.1 s for 100,000 observations, 60 MB, on the 2-core test machine). A file too large to finish in
+that time is checked that far; a page damaged past it is still reported when a query reads it."""
+
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_FILE_PROBLEMS = (
+    *_DAMAGED,
+    "SQLITE_FULL",
+    "SQLITE_READONLY",
+    "SQLITE_CANTOPEN",
+    "SQLITE_IOERR",
+    "SQLITE_PERM",
+)
+
+
 class Store:
-    """A thread-safe handle on the observation database (one connection, one lock)."""
+    """A thread-safe handle on the observation database (one connection, one lock).
+
+    Opening it checks the file (``PRAGMA quick_check``, within :data:`QUICK_CHECK_BUDGET_S`) before
+    anything is written: a damaged database is refused with a ScenewatchError that says how to
+    recover it, and is never changed; so is one that a query later finds damaged.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        make_folder(self.path.parent, "the database folder")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise ScenewatchError(f"cannot open database {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise database_error(self.path, exc) from exc
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         try:
             with self._lock:
+                self._quick_check()
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("PRAGMA busy_timeout=5000")
                 self._conn.executescript(OBSERVATIONS_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise ScenewatchError(f"{self.path} is not a usable scenewatch database: {exc}") from exc
+                self._add_columns()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise database_error(self.path, exc) from exc
+        except ScenewatchError:  # damaged: closed, so SQLite takes its -wal and -shm files away again
+            self._conn.close()
+            raise
+
+    def _quick_check(self) -> None:
+        """SQLite's quick_check of the file, stopped after :data:`QUICK_CHECK_BUDGET_S`."""
+        deadline = time.monotonic() + QUICK_CHECK_BUDGET_S
+        self._conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        try:
+            problems = [row[0] for row in self._conn.execute("PRAGMA quick_check(3)")]
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorname != "SQLITE_INTERRUPT":
+                raise
+            log.debug("%s: quick_check stopped after %.0fs (a large file)", self.path, QUICK_CHECK_BUDGET_S)
+            return
+        finally:
+            self._conn.set_progress_handler(None, 0)
+        if problems != ["ok"]:
+            raise ScenewatchError(damaged_message(self.path, "; ".join(problems)))
+
+    @contextmanager
+    def _damage_reported(self) -> Iterator[None]:
+        """The lock, and a problem of the file a statement ran into (a damaged page, a full disk, no
+        permission) as the ScenewatchError that says so."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                if not is_file_problem(exc):
+                    raise
+                raise database_error(self.path, exc) from exc
+
+    def _add_columns(self) -> None:
+        """Add the columns an older database lacks (their values stay NULL), the frame id's index and
+        the index of the rows with detector findings."""
+        have = {row["name"] for row in self._conn.execute("PRAGMA table_info(observations)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE observations ADD COLUMN {name} {kind}")
+        self._conn.execute(FRAME_ID_INDEX)
+        self._conn.execute(DETECTED_INDEX)
 
     def ensure_schema(self, sql: str) -> None:
         """Create another module's tables (``CREATE TABLE IF NOT EXISTS ...``)."""
-        with self._lock:
+        with self._damage_reported():
             self._conn.executescript(sql)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Run several statements atomically (BEGIN IMMEDIATE ... COMMIT)."""
-        with self._lock:
+        with self._damage_reported():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run one statement (autocommitted) and return its rows."""
-        with self._lock:
+        with self._damage_reported():
             return self._conn.execute(sql, params).fetchall()
 
     def add(self, obs: Observation) -> int:
-        """Commit one observation and return its id (sets ``obs.id``)."""
+        """Commit one observation and return its id (sets ``obs.id``).
+
+        An observation whose ``frame_id`` is already stored is not stored again: ``obs.id`` and the
+        id returned are then 0 (see :meth:`add_once`).
+        """
         values = (
             obs.source,
             obs.ts,
@@ -135,13 +244,23 @@ class Store:
             obs.thumb_path,
             obs.model,
             obs.episode_id,
+            _json_or_none(obs.detections),
+            _json_or_none(obs.tracks),
+            _json_or_none(obs.text),
+            obs.frame_id,
         )
-        with self._lock:
+        with self._damage_reported():
             cursor = self._conn.execute(
-                f"INSERT INTO observations ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", values
+                f"INSERT INTO observations ({_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
+                "ON CONFLICT (frame_id) WHERE frame_id IS NOT NULL DO NOTHING",
+                values,
             )
-        obs.id = int(cursor.lastrowid or 0)
+        obs.id = int(cursor.lastrowid or 0) if cursor.rowcount else 0
         return obs.id
+
+    def add_once(self, obs: Observation) -> bool:
+        """Commit an observation unless its ``frame_id`` is stored already; True when it was stored."""
+        return self.add(obs) != 0
 
     def get_many(self, ids: Sequence[int]) -> list[Observation]:
         """Observations by id, in the order of ``ids`` (missing ones left out)."""
@@ -362,3 +481,39 @@ def range_sql(
         clauses.append("source = ?")
         params.append(source)
     return " AND ".join(clauses), params
+
+
+def damaged_message(path: Path, problem: str) -> str:
+    """The one line that refuses a damaged database and says how to recover what it holds.
+
+    sqlite3's ``.recover`` needs the ``sqlite_dbpage`` table, which some builds lack (Debian 12's
+    sqlite3 3.40 stops at "SQL logic error"); ``.dump`` then copies what it can read, but ends with a
+    ROLLBACK when it met damage, so that last line is made a COMMIT.
+    """
+    old, new = shlex.quote(str(path)), shlex.quote(str(path.with_name(f"{path.stem}-recovered{path.suffix}")))
+    problem = " ".join(problem.split())  # SQLite's report may span lines: the message stays one
+    return (
+        f"{path} is damaged ({problem}); scenewatch leaves it as it is. Restore a backup, or copy what "
+        f"can still be read into a new file and move that in its place: `sqlite3 {old} .recover | sqlite3 "
+        f"{new}` (if .recover fails: `sqlite3 {old} .dump | sed '$ s/^ROLLBACK.*/COMMIT;/' | sqlite3 {new}`)"
+    )
+
+
+def is_file_problem(exc: sqlite3.Error) -> bool:
+    """Whether an SQLite error is about the database file (damaged, disk full, not writable)."""
+    return getattr(exc, "sqlite_errorname", "").startswith(_FILE_PROBLEMS)
+
+
+def database_error(path: Path, exc: sqlite3.Error) -> ScenewatchError:
+    """What an SQLite error about the database file means for the user, in one line."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_NOTADB":
+        return ScenewatchError(f"{path} is not a usable scenewatch database: {exc}")
+    if name.startswith(_DAMAGED):
+        return ScenewatchError(damaged_message(path, str(exc)))
+    if name == "SQLITE_FULL":
+        return ScenewatchError(f"the disk holding {path} is full ({exc}): free some space, then try again")
+    reason = why_unwritable(path)
+    if reason is not None:
+        return ScenewatchError(f"cannot write the database {path}: {reason}")
+    return ScenewatchError(f"cannot open the database {path}: {exc}")

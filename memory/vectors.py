@@ -4,8 +4,9 @@ SQLite is the truth; this index is derived from it and can be rebuilt (:meth:`Ve
 
 - **Where**: a local persistent Chroma at ``settings.chroma_dir``, or a Chroma server at
   ``settings.chroma_url``; telemetry off, and always the explicit MiniLM embedding function. A
-  server that does not answer is a ScenewatchError naming it (opening, recall, count, delete,
-  clear); the indexer leaves what it could not write ``indexed = 0`` and retries.
+  server that does not answer (down, or silent for ``chroma_timeout_s``: every HTTP call has that
+  timeout) is a ScenewatchError naming it (opening, recall, count, delete, clear); the indexer
+  leaves what it could not write ``indexed = 0`` and retries.
 - **Shards**: observations are split by id into collections of ``shard_size`` (``observations-00000``,
   ...). Chroma loads the whole HNSW graph of a collection it writes to (about 2 KB a vector); a watch
   process writes only to the newest shard, so its memory does not depend on how much is stored.
@@ -28,8 +29,10 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from functools import wraps
 from pathlib import Path
@@ -114,8 +117,72 @@ def where_filter(
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+_HTTP_TIMEOUT_S: ContextVar[float | None] = ContextVar("chroma_http_timeout_s", default=None)
+
+
+def _bound_chroma_http() -> None:
+    """Give the HTTP session of every Chroma server client built under :data:`_HTTP_TIMEOUT_S` a timeout.
+
+    chromadb 1.5's ``FastAPI`` client builds its ``httpx.Client`` with ``timeout=None`` and has no
+    setting for one (its ``*_request_timeout_seconds`` settings belong to the server), and
+    ``chromadb.HttpClient(...)`` already sends requests (the user identity, the tenant, the
+    database): so the session gets its timeout in the constructor, before the first request. Every
+    later call goes through that session. Installed once; clients built without a timeout set are
+    left as chromadb builds them.
+    """
+    from chromadb.api.fastapi import FastAPI
+
+    if getattr(FastAPI.__init__, "_scenewatch_timeout", False):
+        return
+    build = FastAPI.__init__
+
+    @wraps(build)
+    def __init__(self: Any, system: Any) -> None:
+        build(self, system)
+        seconds = _HTTP_TIMEOUT_S.get()
+        if seconds is not None:
+            import httpx
+
+            self._session.timeout = httpx.Timeout(seconds)
+
+    __init__._scenewatch_timeout = True  # type: ignore[attr-defined]
+    FastAPI.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _no_answer(exc: BaseException) -> BaseException | None:
+    """The HTTP transport error (refused, reset, timed out) behind ``exc``, if there is one."""
+    import httpx  # chromadb's HTTP client: loaded with it
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, httpx.TransportError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _timed_out(error: BaseException) -> bool:
+    import httpx
+
+    return isinstance(error, httpx.TimeoutException)
+
+
+def _why(settings: Settings, error: BaseException) -> str:
+    """What a transport error says, in words (a timeout names the setting that bounds it)."""
+    if _timed_out(error):
+        return f"no answer within {settings.chroma_timeout_s:g}s (SCENEWATCH_CHROMA_TIMEOUT_S)"
+    return str(error) or type(error).__name__
+
+
 def chroma_client(settings: Settings) -> Any:
-    """A Chroma client: the server at ``chroma_url``, else the local folder; telemetry off."""
+    """A Chroma client: the server at ``chroma_url``, else the local folder; telemetry off.
+
+    Every HTTP call to a server (the client's own start included) waits at most
+    ``chroma_timeout_s`` for it: a server that accepts connections and never answers is a
+    ScenewatchError, as one that is down.
+    """
     import chromadb
 
     client_settings = chromadb.config.Settings(anonymized_telemetry=False)
@@ -125,38 +192,57 @@ def chroma_client(settings: Settings) -> Any:
             if not url.hostname:
                 raise ScenewatchError(f"not a Chroma server URL: {settings.chroma_url!r}")
             https = url.scheme == "https"
-            return chromadb.HttpClient(
-                host=url.hostname,
-                port=url.port or (443 if https else 8000),
-                ssl=https,
-                settings=client_settings,
-            )
+            _bound_chroma_http()
+            bound = _HTTP_TIMEOUT_S.set(settings.chroma_timeout_s)
+            try:
+                return chromadb.HttpClient(
+                    host=url.hostname,
+                    port=url.port or (443 if https else 8000),
+                    ssl=https,
+                    settings=client_settings,
+                )
+            finally:
+                _HTTP_TIMEOUT_S.reset(bound)
         settings.chroma_dir.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=client_settings)
     except ScenewatchError:
         raise
     except Exception as exc:
         where = settings.chroma_url or settings.chroma_dir
-        raise ScenewatchError(f"cannot open the vector index at {where}: {exc}") from exc
+        error = _no_answer(exc) if settings.chroma_url else None
+        detail = _why(settings, error) if error is not None and _timed_out(error) else exc
+        raise ScenewatchError(f"cannot open the vector index at {where}: {detail}") from exc
 
 
 def _server_errors(
     method: Callable[Concatenate[VectorIndex, P], R],
 ) -> Callable[Concatenate[VectorIndex, P], R]:
-    """A Chroma server that stopped answering, as a ScenewatchError naming it (not an httpx traceback)."""
+    """A Chroma server that stopped answering (down, or silent past ``chroma_timeout_s``), as a
+    ScenewatchError naming it (not an httpx traceback)."""
 
     @wraps(method)
     def wrapper(index: VectorIndex, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(index, *args, **kwargs)
         except Exception as exc:
-            import httpx  # chromadb's HTTP client: loaded with it
-
-            if not isinstance(exc, httpx.TransportError):
+            error = _no_answer(exc)
+            if error is None:
                 raise
-            raise ScenewatchError(
-                f"the Chroma server at {index.settings.chroma_url} did not answer: {exc}"
-            ) from exc
+            url, why = index.settings.chroma_url, _why(index.settings, error)
+            raise ScenewatchError(f"the Chroma server at {url} did not answer: {why}") from exc
+
+    return wrapper
+
+
+def _one_at_a_time(
+    method: Callable[Concatenate[VectorIndex, P], R],
+) -> Callable[Concatenate[VectorIndex, P], R]:
+    """Run ``method`` holding the index's lock (it changes the shard and client caches)."""
+
+    @wraps(method)
+    def wrapper(index: VectorIndex, *args: P.args, **kwargs: P.kwargs) -> R:
+        with index._lock:
+            return method(index, *args, **kwargs)
 
     return wrapper
 
@@ -166,11 +252,12 @@ class VectorIndex:
 
     ``recall`` has the signature the agent's recall tool expects.
 
-    Threads: ``embed`` is safe on several threads at once (the background indexer's workers embed
-    side by side). Everything else (``add``, ``delete``, ``clear``, ``recall``, ``close``) changes
-    the shard and client caches and is not: callers serialise it. One index may be shared between
-    threads that way; :class:`~memory.indexer.Indexer` does, holding its write lock around ``add``
-    (and the ``mark_indexed`` that follows), so only one worker writes at a time.
+    Threads: ``embed`` runs on several threads at once (the background indexer's workers embed
+    side by side). Everything else (``add``, ``delete``, ``clear``, ``count``, ``recall``,
+    ``shards``, ``close``) changes the shard and client caches, so the index runs one of them at a
+    time (its own lock): one index may be shared by every thread of a process (the service's API,
+    agent and MCP tools). :class:`~memory.indexer.Indexer` also holds its write lock around ``add``
+    and the ``mark_indexed`` that follows.
     """
 
     def __init__(
@@ -191,6 +278,7 @@ class VectorIndex:
         self._shards: dict[int, Chroma] = {}
         self._last_written: int | None = None
         self._newest: tuple[int, int] | None = None  # (shard, vectors) when recall last looked
+        self._lock = threading.RLock()
 
     # -- shards ---------------------------------------------------------------------------------
 
@@ -216,6 +304,7 @@ class VectorIndex:
             if c.name.startswith(_PREFIX)
         }
 
+    @_one_at_a_time
     def shards(self) -> list[int]:
         """The shards that exist, in order."""
         return sorted(self._collections())
@@ -234,6 +323,7 @@ class VectorIndex:
         """The vectors of observations' documents (thread-safe: workers embed side by side)."""
         return self.embeddings.embed_documents([document_text(obs) for obs in observations])
 
+    @_one_at_a_time
     def add(self, observations: Sequence[Observation], vectors: Sequence[list[float]] | None = None) -> int:
         """Upsert committed observations (ids set), embedding them unless ``vectors`` are given."""
         if any(obs.id is None for obs in observations):
@@ -261,6 +351,7 @@ class VectorIndex:
         return len(observations)
 
     @_server_errors
+    @_one_at_a_time
     def delete(self, ids: Iterable[int]) -> None:
         """Remove vectors by observation id; shards left empty are dropped."""
         by_shard: dict[int, list[str]] = {}
@@ -277,6 +368,7 @@ class VectorIndex:
                 del self._shards[shard]
 
     @_server_errors
+    @_one_at_a_time
     def clear(self) -> None:
         """Drop every shard."""
         for shard in self.shards():
@@ -286,11 +378,13 @@ class VectorIndex:
     # -- reading --------------------------------------------------------------------------------
 
     @_server_errors
+    @_one_at_a_time
     def count(self) -> int:
         """How many vectors the index holds."""
         return sum(collection.count() for collection in self._collections().values())
 
     @_server_errors
+    @_one_at_a_time
     def recall(
         self,
         query: str,
@@ -433,6 +527,7 @@ class VectorIndex:
         """Size of the local vector folder (0 for a Chroma server)."""
         return 0 if self.settings.chroma_url else folder_bytes(self.settings.chroma_dir)
 
+    @_one_at_a_time
     def close(self) -> None:
         self._shards.clear()
         close = getattr(self._client, "close", None)

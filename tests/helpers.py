@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tools.vision.base import VisionBackend, VisionRequest, VisionResult
 from tools.vision.scripted import Responder, ScriptedBackend
@@ -41,3 +45,95 @@ class BrokenBackend(ScriptedBackend):
 
     def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
         raise RuntimeError("CUDA error: device-side assert")
+
+
+class SilentServer:
+    """A server on 127.0.0.1 (a free port) that accepts every connection and never answers.
+
+    Connections are held open, unread, until :meth:`close` (also a context manager).
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-server", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.accepted.append(self._sock.accept()[0])
+            except OSError:  # the accept timed out (checks for the stop), or the socket closed
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+        self._sock.close()
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FakeServer:
+    """A local OpenAI-compatible server (127.0.0.1, a free port) that answers chat completions with
+    ``content``, each after ``delay`` seconds; ``fail_first`` requests get HTTP ``fail_status``."""
+
+    def __init__(
+        self,
+        fail_first: int = 0,
+        fail_status: int = 503,
+        *,
+        content: str = " a red door ",
+        delay: float = 0.0,
+    ) -> None:
+        self.bodies: list[dict] = []
+        self.headers: list[dict] = []
+        self.fail_first = fail_first
+        self.fail_status = fail_status
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.bodies.append(body)
+                server.headers.append(dict(self.headers))
+                if len(server.bodies) <= server.fail_first:
+                    self.send_response(server.fail_status)
+                    self.end_headers()
+                    self.wfile.write(b"busy")
+                    return
+                time.sleep(delay)
+                answer = {
+                    "model": body["model"],
+                    "choices": [{"message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": 4},
+                }
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -68,15 +68,16 @@ def test_the_tiny_model_gets_the_window_and_the_recalled_observations(
         answer = assistant.ask("where is the parcel?")
     assert answer
     request = spy.requests[0]
-    system = request.messages[0]
+    system, question = request.messages[0], request.messages[-1]
     assert system["role"] == "system" and "Cite the time of every observation" in system["content"]
-    window = system["content"].split("Latest observations of shop.mp4 (oldest first):")[1]
-    assert all(f"(video 0:{10 * i:02d}.0): {summary}" in window for i, summary in enumerate(SUMMARIES))
+    assert "Latest observations" not in system["content"]  # scene text never joins the system prompt
+    assert question["role"] == "user" and question["content"].endswith("Question: where is the parcel?")
+    window = question["content"].split('Latest observations of "shop.mp4" (oldest first):')[1]
+    assert all(f'(video 0:{10 * i:02d}.0): "{summary}"' in window for i, summary in enumerate(SUMMARIES))
     recalled = window.split("Observations recalled for the question (oldest first):")[1]
-    assert "[shop.mp4] (match" in recalled and "the parcel lies by the door" in recalled
-    assert request.messages[-1] == {"role": "user", "content": "where is the parcel?"}
+    assert '["shop.mp4"] (match' in recalled and "the parcel lies by the door" in recalled
     names = {tool["function"]["name"] for tool in request.tools}
-    assert names == {"look", "compare", "recall", "timeline", "narrate", "troubleshoot"}
+    assert names == {"look", "compare", "recall", "timeline", "narrate", "troubleshoot", "read_text", "watch"}
     assert engine.stats.requests == 1
 
 
@@ -84,7 +85,7 @@ def test_scenewatch_ask_on_the_tiny_model(db: Path, tiny_checkpoint: Path) -> No
     done = run("ask", "what changed?", "--model", str(tiny_checkpoint), "--db", str(db), "--show-context")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
-    assert "(video 0:20.0): the parcel lies by the door" in done.stderr
+    assert '(video 0:20.0): "the parcel lies by the door"' in done.stderr
     assert "Observations recalled for the question" in done.stderr
 
 

@@ -115,12 +115,16 @@ def test_when_did_the_object_appear_cites_its_time(memory_db: Path) -> None:
     with assistant(memory_db, script) as (agent, chat):
         reply = agent.ask("When did the red box appear?")
     assert "(video 0:05.0)" in reply and "episode began at video 0:05.0" in reply
-    system = chat.seen[0][0]
-    assert isinstance(system, SystemMessage)
-    assert "Latest observations of" in system.text
-    assert "(video 0:12.0): an empty textured scene" in system.text
-    assert "recalled for the question" in system.text
-    assert "(video 0:05.0) [" in system.text.split("recalled for the question")[1]
+    system, question = chat.seen[0][0], chat.seen[0][-1]
+    assert isinstance(system, SystemMessage) and "Latest observations of" not in system.text
+    assert isinstance(question, HumanMessage) and question.text.endswith(
+        "Question: When did the red box appear?"
+    )
+    log = question.text.split("<scene_data>")[1].split("</scene_data>")[0]
+    assert "Latest observations of" in log
+    assert '(video 0:12.0): "an empty textured scene"' in log
+    assert "recalled for the question" in log
+    assert "(video 0:05.0) [" in log.split("recalled for the question")[1]
 
 
 def test_what_changed_sends_two_images(memory_db: Path) -> None:
@@ -165,13 +169,13 @@ def test_a_failing_tool_comes_back_as_an_error_message(memory_db: Path) -> None:
     with assistant(memory_db, script) as (agent, chat):
         reply = agent.ask("What does missing.mp4 show?")
         error = next(m for m in agent.messages if isinstance(m, ToolMessage))
-    assert error.status == "error" and "source not found: missing.mp4" in error.text
+    assert error.status == "error" and "no source missing.mp4" in error.text
     assert len(chat.seen) == 2 and reply.startswith("Sorry: Error: look failed")
 
 
 def test_a_second_turn_sees_the_first(memory_db: Path) -> None:
     def script(messages: list[BaseMessage]) -> AIMessage:
-        questions = [m.text for m in messages if isinstance(m, HumanMessage)]
+        questions = [m.text.rsplit("Question: ", 1)[-1] for m in messages if isinstance(m, HumanMessage)]
         return AIMessage(f"you asked: {' | '.join(questions)}")
 
     with assistant(memory_db, script) as (agent, _):

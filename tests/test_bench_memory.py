@@ -19,6 +19,7 @@ KEYS = {
     "disk_mb",
     "observations",
     "rss_mb",
+    "db_open_ms",
 }
 
 

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -87,6 +88,68 @@ class ChromaServer:
             self.process.kill()
             self.process.wait(10)
         self.process = None
+
+
+class StallingProxy:
+    """A TCP proxy on 127.0.0.1 to a local port that can fall silent: once stalled it still accepts
+    connections but forwards nothing either way, as a server that hangs; ``resume`` lifts that."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.stalled = threading.Event()
+        self._stop = threading.Event()
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._conns: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client = self._sock.accept()[0]
+            except OSError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._conns += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(0.1)
+        while not self._stop.is_set():
+            if self.stalled.is_set():
+                time.sleep(0.05)
+                continue
+            try:
+                data = src.recv(65536)
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def stall(self) -> None:
+        self.stalled.set()
+
+    def resume(self) -> None:
+        self.stalled.clear()
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        for conn in self._conns:
+            conn.close()
+        self._sock.close()
 
 
 @pytest.fixture
@@ -227,4 +290,41 @@ def test_rows_written_while_the_server_is_away_are_indexed_when_it_returns(chrom
     found = reader.recall("a cat on the driveway", since=away[0].ts, k=1)
     assert [item.id for item in found] == [away[4].id]
     reader.close()
+    store.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_server_that_stops_answering_is_a_server_that_is_down(chroma: ChromaServer) -> None:
+    """Calls on clients opened before the server fell silent give up after chroma_timeout_s: recall
+    is an error, the indexer leaves the rows unindexed and catches up once the server answers."""
+    proxy = StallingProxy(chroma.port)
+    settings = load_settings(chroma_url=proxy.url, chroma_timeout_s=1, index_batch=4)
+    store = Store(settings.db_path)
+    reader = VectorIndex(store, settings)
+    indexer = Indexer(store, settings, max_wait_s=0.1)
+    for obs in _commit(store, OLD, NOW - 600):
+        indexer.on_observation(obs)
+    _wait_for(lambda: not store.unindexed_count(), "indexing")
+    assert len(reader.recall("a parcel", k=5)) == len(OLD)
+
+    proxy.stall()
+    away = _commit(store, CLIP, NOW - 300)
+    for obs in away:
+        indexer.on_observation(obs)
+    _wait_for(lambda: indexer.last_error is not None, "a write that gives up", timeout_s=15)
+    assert store.unindexed_ids(limit=100) == [obs.id for obs in away]
+    started = time.monotonic()
+    with pytest.raises(ScenewatchError) as raised:
+        reader.recall("a parcel", k=5)
+    assert str(raised.value) == (
+        f"the Chroma server at {proxy.url} did not answer: no answer within 1s (SCENEWATCH_CHROMA_TIMEOUT_S)"
+    )
+    assert time.monotonic() - started < 10
+
+    proxy.resume()
+    _wait_for(lambda: not store.unindexed_count(), "indexing after the server answers again", timeout_s=60)
+    indexer.close()
+    assert reader.count() == len(OLD) + len(CLIP)
+    reader.close()
+    proxy.close()
     store.close()

@@ -150,4 +150,5 @@ def test_the_agents_tools_read_a_source_as_the_cli_does(store: Store, tmp_path: 
     frames = SourceReader(store)
     assert tool_source(store, frames, "shop.mp4", None) == str(tmp_path / "clips" / "shop.mp4")
     assert tool_source(store, frames, None, "rtsp://cam/1") == "rtsp://cam/1"
-    assert tool_source(store, frames, "missing.mp4", None) == "missing.mp4"  # grabbing it says what is wrong
+    with pytest.raises(ScenewatchError, match="the tools read only watched sources"):
+        tool_source(store, frames, "missing.mp4", None)

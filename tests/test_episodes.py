@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from agent.core.config import Settings
 from agent.core.durations import format_duration
-from memory.episodes import EpisodeTracker, episodes_between
+from memory.episodes import EPISODES_SCHEMA, EpisodeTracker, episodes_between
 from memory.observation import Observation
 from memory.store import Store
 from memory.timeline import timeline
@@ -127,3 +128,64 @@ def test_format_duration() -> None:
         "2h 05m",
         "3d 4h",
     ]
+
+
+def _brute_force(
+    episodes: list[tuple[str, float, float]], since: float, until: float | None, source: str | None
+) -> list[int]:
+    """The ids (1-based, in insertion order) of the episodes overlapping the range, oldest first."""
+    found = [
+        (start, index + 1)
+        for index, (name, start, end) in enumerate(episodes)
+        if end >= since and (until is None or start <= until) and source in (None, name)
+    ]
+    return [index for _, index in sorted(found)]
+
+
+def test_episodes_in_a_range_come_from_the_spans_and_the_start_index(tmp_path: Path) -> None:
+    """Short and long episodes, overlapping ones of one source, ranges anywhere: the same as a brute
+    force, in the same order; the episodes already going come from the R*Tree, not a walk of history."""
+    rng = random.Random(7)
+    base = 1_733_000_000.0  # float32 rounds this by 128 s: the exact columns must filter
+    episodes: list[tuple[str, float, float]] = []
+    for number in range(3000):
+        start = base + number * 6 + rng.random()
+        length = rng.choice([0.0, 3.0, 40.0, 700.0, 86_400.0]) if number % 50 else 5 * 86_400.0
+        episodes.append((rng.choice(["door", "yard"]), start, start + length))
+    store = Store(tmp_path / "spans.db")
+    store.ensure_schema(EPISODES_SCHEMA)  # a database from before the spans: filled when first read
+    with store.transaction() as conn:
+        conn.executemany("INSERT INTO episodes (source, start_ts, end_ts) VALUES (?, ?, ?)", episodes)
+    for _ in range(200):
+        since = base + rng.uniform(-100, 3000 * 6 + 100)
+        until = rng.choice([None, since + rng.choice([-60.0, 0.0, 1.0, 60.0, 3600.0, 86_400.0])])
+        source = rng.choice([None, "door", "yard"])
+        got = [episode.id for episode in episodes_between(store, since, until, source)]
+        assert got == _brute_force(episodes, since, until, source), (since, until, source)
+        limited = [episode.id for episode in episodes_between(store, since, until, source, limit=7)]
+        assert limited == got[:7]
+    store.execute("UPDATE episodes SET end_ts = end_ts + 1000 WHERE id = 2")  # an open episode grows
+    store.execute("DELETE FROM episodes WHERE id = 3")
+    episodes[1] = (episodes[1][0], episodes[1][1], episodes[1][2] + 1000)
+    since = episodes[1][2] - 10
+    assert 2 in [episode.id for episode in episodes_between(store, since)]
+    assert 3 not in [episode.id for episode in episodes_between(store, base)]
+    plan = " ".join(
+        str(row[-1])
+        for row in store.execute(
+            "EXPLAIN QUERY PLAN SELECT e.* FROM episode_spans AS s CROSS JOIN episodes AS e ON e.id = s.id"
+            " WHERE s.start_ts <= 1 AND s.end_ts >= 1 AND e.start_ts < 1 AND e.end_ts >= 1"
+        )
+    )
+    assert "SCAN s VIRTUAL TABLE INDEX" in plan and "SEARCH e USING INTEGER PRIMARY KEY" in plan, plan
+    store.close()
+
+
+def test_the_timeline_reads_the_detector_people_of_its_episodes_through_an_index(store: Store) -> None:
+    """Not a scan of every observation (a database of any age gets the index when it opens)."""
+    plan = store.execute(
+        "EXPLAIN QUERY PLAN SELECT episode_id, detections FROM observations"
+        " WHERE detections IS NOT NULL AND episode_id IN (?, ?)",
+        (1, 2),
+    )
+    assert "USING INDEX observations_episode_detected" in str(plan[0][-1])

@@ -49,7 +49,7 @@ def test_gate_skips_unchanged_and_wakes_on_change_and_heartbeat() -> None:
     still, changed = scene(noise=3), scene(noise=3, box=(100, 60, 80, 80))
     assert gate.check(still, 0.0).reason == "first"
     assert not gate.check(still, 1.0).analyse
-    assert gate.check(changed, 2.0).reason == "change"
+    assert gate.check(changed, 2.0).reason == "pixels"
     assert not gate.check(changed, 11.9).analyse  # compared with the last analysed frame
     beat = gate.check(changed, 12.0)
     assert beat.reason == "heartbeat" and beat.score is not None and beat.score < THRESHOLD

@@ -167,3 +167,12 @@ def test_rules_check_command(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "line 13" in done.stderr and "attribute access" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_jsonl_path_is_relative_to_the_rules_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "door.yaml").write_text("sinks: {log: {type: jsonl, path: logs/events.jsonl}}\n")
+    monkeypatch.chdir(tmp_path)  # elsewhere: the path still means the rules file's folder
+    ruleset = load_rules("rules/door.yaml")
+    assert ruleset.sinks["log"]["path"] == str(folder / "logs" / "events.jsonl")

@@ -31,7 +31,7 @@ def test_run_watch_hands_every_sampled_frame_to_on_frame(synthetic_clip: Path, t
     assert len(seen) == summary.sampled == 20 and summary.errors == {}
     assert [t for _, t in seen] == [float(second) for second in range(20)]
     assert {name for name, _ in seen} == {str(synthetic_clip)}
-    assert sum(summary.sources[str(synthetic_clip)].gate_reasons.values()) == summary.sampled
+    assert sum(summary.sources[str(synthetic_clip)].reasons.values()) == summary.sampled
     store.close()
 
 

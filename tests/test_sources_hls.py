@@ -1,8 +1,8 @@
 """HLS: an .m3u8 playlist of MPEG-TS segments over HTTP, served from a local folder.
 
-OpenCV's built-in FFmpeg reads HLS with no option or change on our side (its ``hls``
-demuxer; the segments are written here by ``cv2.VideoWriter``: MPEG-4 part 2 ('mp4v')
-in ``.ts`` files, since this build has no H.264 encoder). The clip is the one the other
+PyAV's FFmpeg reads HLS with no option or change on our side (its ``hls`` demuxer; the
+segments are written here by ``cv2.VideoWriter``: MPEG-4 part 2 ('mp4v') in ``.ts`` files,
+each with timestamps from 0, as after an HLS discontinuity). The clip is the one the other
 tests use (:func:`agent.bench.clips.write_clip`): a textured scene in which a red box appears
 at ``CHANGE_S`` and stays.
 
@@ -12,7 +12,8 @@ at ``CHANGE_S`` and stays.
   (FFmpeg reports its duration): watched once, sampled in video time, like a video file; a
   video file at a URL is watched the same way.
 - Segment URLs need a known extension (``.ts``, ``.m4s``, ...; a query string after it is fine)
-  unless ``OPENCV_FFMPEG_CAPTURE_OPTIONS=extension_picky;0`` is set.
+  unless ``OPENCV_FFMPEG_CAPTURE_OPTIONS=extension_picky;0`` is set (the variable's name is
+  OpenCV's, kept from when OpenCV read the streams).
 """
 
 from __future__ import annotations
@@ -128,10 +129,10 @@ class _HlsHandler(SimpleHTTPRequestHandler):
 
 
 def is_recording(url: str, timeout_s: float = 10.0) -> bool:
-    """Whether :func:`open_recording` takes ``url`` for a recording (its capture released)."""
+    """Whether :func:`open_recording` takes ``url`` for a recording (its reader closed)."""
     opened = open_recording(url, timeout_s)
     if opened is not None:
-        opened[0].release()
+        opened.close()
     return opened is not None
 
 
@@ -266,17 +267,17 @@ def test_a_local_vod_playlist_is_watched_in_video_time(segments: Path, tmp_path:
 def test_segments_at_urls_without_an_extension_need_extension_picky_off(
     segments: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """This build's FFmpeg (libavformat 62) refuses a segment whose URL has no known extension.
+    """PyAV's FFmpeg (libavformat 62) refuses a segment whose URL has no known extension.
 
     Its hls demuxer checks the segment URL's extension ("URL ... is not in
-    allowed_segment_extensions"): the capture does not open, which reads as "cannot connect".
+    allowed_segment_extensions"): the stream does not open, though the server answered.
     Query strings after ``.ts`` are fine. FFmpeg's ``extension_picky`` option turns the check off.
     """
     server = HlsServer(segments)
     url = server.url("no-extension.m3u8")
     try:
         assert grab_frame(server.url("query.m3u8"), timeout_s=2.0).shape == (240, 320, 3)
-        with pytest.raises(ScenewatchError, match="cannot connect"):
+        with pytest.raises(ScenewatchError, match=r"connected to .*, but what came was not video"):
             grab_frame(url, timeout_s=2.0)
         monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "extension_picky;0")
         assert grab_frame(url, timeout_s=2.0).shape == (240, 320, 3)

@@ -84,3 +84,8 @@ def test_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
 def test_uncached_hub_model_says_how_to_pass_a_path() -> None:
     with pytest.raises(VisionError, match="--model PATH"):
         LocalQwenBackend("someone/not-a-real-model-xyz")
+
+
+def test_the_tiny_checkpoint_is_readable_like_its_config(tiny_checkpoint: Path) -> None:
+    modes = {path.name: path.stat().st_mode & 0o777 for path in tiny_checkpoint.iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"]

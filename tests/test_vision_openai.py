@@ -4,60 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from helpers import FakeServer
 from PIL import Image
 
 from tools.vision.base import VisionError, VisionRequest
 from tools.vision.openai_compat import OpenAICompatBackend
-
-
-class FakeServer:
-    """Answers chat completions; ``fail_first`` requests get HTTP ``fail_status``."""
-
-    def __init__(self, fail_first: int = 0, fail_status: int = 503) -> None:
-        self.bodies: list[dict] = []
-        self.headers: list[dict] = []
-        self.fail_first = fail_first
-        self.fail_status = fail_status
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.bodies.append(body)
-                server.headers.append(dict(self.headers))
-                if len(server.bodies) <= server.fail_first:
-                    self.send_response(server.fail_status)
-                    self.end_headers()
-                    self.wfile.write(b"busy")
-                    return
-                answer = {
-                    "model": body["model"],
-                    "choices": [{"message": {"role": "assistant", "content": " a red door "}}],
-                    "usage": {"prompt_tokens": 50, "completion_tokens": 4},
-                }
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

@@ -23,12 +23,10 @@ log = logging.getLogger(__name__)
 
 def tool_source(store: Store, frames: FrameReader, source: str | None, default: str | None) -> str:
     """The source a tool works on: the one named (as ``frames`` reads it: ``shop.mp4`` finds the
-    watched ``/videos/shop.mp4``), the one being discussed, or the last one watched."""
+    watched ``/videos/shop.mp4``; one it may not read is a ScenewatchError the model gets back),
+    the one being discussed, or the last one watched."""
     if source:
-        try:
-            return frames.readable(source)
-        except ScenewatchError:
-            return source  # reading it says what is wrong
+        return frames.readable(source)
     if default:
         return default
     latest = store.recent(None, 1)

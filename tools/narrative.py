@@ -1,11 +1,13 @@
 """Change-aware narratives: the model tells the story of a time range from its episodes and events.
 
 Each episode becomes one log line (span, duration, what was seen, what changed, the state); events
-are lines of their own. When the log does not fit in ``settings.narrate_token_budget`` (counted with
-:func:`estimate_tokens`), it is summarised hierarchically: packed into chunks that fit, each chunk
-summarised by the model (``prompts/narrate_chunk.md``), and the summaries, with their time spans,
-become the log of the next level, until it fits in one ``prompts/narrate.md`` prompt. Every prompt
-stays under the budget, however long the range.
+are lines of their own, and so is each object the detector's tracker followed (when it entered,
+when it left, the zones it was in). When the log does not fit in
+``settings.narrate_token_budget`` (counted with :func:`estimate_tokens`), it is summarised
+hierarchically: packed into chunks that fit, each chunk summarised by the model
+(``prompts/narrate_chunk.md``), and the summaries, with their time spans, become the log of the
+next level, until it fits in one ``prompts/narrate.md`` prompt. Every prompt stays under the
+budget, however long the range.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Protocol
 from agent.core.config import Settings, load_settings
 from agent.core.durations import format_duration
 from memory.store import Store
-from memory.timeline import TimelineEntry, timeline
+from memory.timeline import TimelineEntry, TrackSpan, timeline, track_spans
 from prompts import render_prompt
 from tools.vision.base import VisionRequest, VisionResult
 
@@ -85,6 +87,9 @@ def narrate(
     end = until if until is not None else max(entry.end for entry in entries)
     clock = _clock_format(start, end)
     items = [_Item(entry.start, entry.end, log_line(entry, clock)) for entry in entries]
+    spans = track_spans(store, since, until, source)
+    items += [_Item(span.first_ts, span.last_ts, track_line(span, clock)) for span in spans]
+    items.sort(key=lambda item: item.start)
     writer = _Writer(generator, settings, narrative)
 
     def prompt(log: str) -> str:
@@ -182,6 +187,16 @@ def log_line(entry: TimelineEntry, clock: str = "%H:%M:%S") -> str:
     state = f" ({entry.detail})" if entry.detail else ""
     changed = f" Changed: {entry.changes}." if entry.changes else ""
     return f"{span} ({seen}) [{entry.source}] {entry.text}{changed}{state}"
+
+
+def track_line(span: TrackSpan, clock: str = "%H:%M:%S") -> str:
+    """One line of the narrative's log for a tracked object: its entry, its exit, its zones."""
+    where = f", was in {', '.join(span.zones)}" if span.zones else ""
+    end = "left" if span.left else "was last seen"
+    return (
+        f"{_clock(span.first_ts, clock)} TRACK [{span.source}] {span.label} {span.track} entered{where}, "
+        f"{end} at {_clock(span.last_ts, clock)} ({format_duration(span.duration_s)} in view)"
+    )
 
 
 def _clock_format(start: float, end: float) -> str:

@@ -9,13 +9,18 @@ from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, Field
 
 from memory.vectors import Recalled, VectorIndex
+from prompts import quote
 from tools.timeline import cite, parse_when
 
 
 def format_recalled(found: Sequence[Recalled]) -> list[str]:
-    """One line per recalled observation, oldest first, cited by time."""
+    """One line per recalled observation, oldest first, cited by time; source and summary quoted
+    (:func:`prompts.quote`: they are data, never the prompt's own words)."""
     ordered = sorted(found, key=lambda item: item.ts)
-    return [f"- {cite(item)} [{item.source}] (match {item.score:.2f}): {item.summary}" for item in ordered]
+    return [
+        f"- {cite(item)} [{quote(item.source)}] (match {item.score:.2f}): {quote(item.summary)}"
+        for item in ordered
+    ]
 
 
 class RecallArgs(BaseModel):

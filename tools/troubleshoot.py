@@ -4,8 +4,10 @@
    state), error codes, visible text, cables. The answer is parsed tolerantly (code fences,
    prose around the JSON, a truncated object); an answer that is no JSON at all is kept as
    raw text and used as the reading.
-2. The retrieval query joins the user's question and the reading; the knowledge base's hybrid
-   search (:mod:`memory.knowledge.knowledge_base`) returns the best chunks.
+2. OCR (:mod:`tools.perception.ocr`) reads the text on the photo: labels, model numbers, the
+   codes on a display. The retrieval query joins the user's question, the reading and that text,
+   so a code read on the device finds its manual section by exact match; the knowledge base's
+   hybrid search (:mod:`memory.knowledge.knowledge_base`) returns the best chunks.
 3. If no chunk is relevant (cosine similarity below ``kb_min_score`` and no error code or
    model number of the query found verbatim), the answer says so without asking the model:
    that path is deterministic. Otherwise the model answers in numbered steps citing
@@ -19,11 +21,14 @@ process's ``Engine`` so the tool shares the one loaded model) or a plain callabl
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import cv2
+import numpy as np
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langchain_core.utils.json import parse_partial_json
 from PIL import Image
@@ -32,9 +37,12 @@ from pydantic import BaseModel, Field
 from agent.core.config import Settings
 from agent.core.errors import ScenewatchError
 from memory.knowledge.knowledge_base import DEFAULT_KB, Hit, KnowledgeBase
-from prompts import render_prompt
+from prompts import quote, render_prompt
+from tools.perception.ocr import shared_reader
 from tools.vision.base import VisionRequest, VisionResult
 from tools.vision.images import load_image
+
+log = logging.getLogger(__name__)
 
 NOT_COVERED = "NOT COVERED"
 """What the model answers when the excerpts do not cover the case."""
@@ -86,6 +94,7 @@ class TroubleshootResult:
     answer: str
     citations: list[Hit]
     rejected_citations: list[str]
+    text: list[str] = field(default_factory=list)  # the lines OCR read on the photo
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: reading, query, chunks (source, section, page, score), answer, citations."""
@@ -101,11 +110,13 @@ class TroubleshootResult:
             "answer": self.answer,
             "citations": [{"source": h.source, "section": h.section, "page": h.page} for h in self.citations],
             "rejected_citations": self.rejected_citations,
+            "text": self.text,
         }
 
     def for_agent(self) -> str:
         """What the agent's model sees: the reading, then the cited answer."""
-        return f"Photo reading: {self.reading.summary() or 'nothing readable'}\n\n{self.answer}"
+        text = f"\nText on the device: {', '.join(quote(line) for line in self.text)}" if self.text else ""
+        return f"Photo reading: {self.reading.summary() or 'nothing readable'}{text}\n\n{self.answer}"
 
 
 def parse_reading(text: str) -> Reading:
@@ -124,12 +135,24 @@ def parse_reading(text: str) -> Reading:
     return Reading(text)
 
 
-def build_query(reading: Reading, question: str = "") -> str:
-    """The retrieval query: the question (as a sentence), then the reading's words."""
+def build_query(reading: Reading, question: str = "", text: Sequence[str] = ()) -> str:
+    """The retrieval query: the question (as a sentence), the reading's words, then the text read on
+    the photo (its codes and model numbers match manual sections exactly)."""
     question = question.strip()
     if question and question[-1] not in ".?!":
         question += "."
-    return " ".join(part for part in (question, reading.summary()) if part)
+    read = "Text on the device: " + " ".join(text) if text else ""
+    return " ".join(part for part in (question, reading.summary(), read) if part)
+
+
+def read_photo_text(photo: Image.Image) -> list[str]:
+    """The lines of text OCR reads on the photo, top to bottom; none (logged) when OCR is unavailable."""
+    try:
+        lines = shared_reader().read(cv2.cvtColor(np.asarray(photo.convert("RGB")), cv2.COLOR_RGB2BGR))
+    except ScenewatchError as exc:
+        log.warning("cannot read the text on the photo: %s", exc)
+        return []
+    return [line.text for line in lines]
 
 
 def check_citations(answer: str, hits: Sequence[Hit]) -> tuple[str, list[Hit], list[str]]:
@@ -176,11 +199,13 @@ def troubleshoot(
         max_new_tokens=settings.max_new_tokens,
     )
     reading = parse_reading(generate([read_request])[0].text)
-    query = build_query(reading, question)
+    on_photo = read_photo_text(photo)
+    query = build_query(reading, question, on_photo)
     hits = kb.search(query, settings.kb_k)
 
     def not_covered() -> TroubleshootResult:
-        return TroubleshootResult(reading, query, hits, False, not_covered_message(kb.name, query), [], [])
+        answer = not_covered_message(kb.name, query)
+        return TroubleshootResult(reading, query, hits, False, answer, [], [], on_photo)
 
     if not any(hit.similarity >= settings.kb_min_score or hit.codes for hit in hits):
         return not_covered()
@@ -195,7 +220,7 @@ def troubleshoot(
     if text.upper().startswith(NOT_COVERED):
         return not_covered()
     answer, citations, rejected = check_citations(text, hits)
-    return TroubleshootResult(reading, query, hits, True, answer, citations, rejected)
+    return TroubleshootResult(reading, query, hits, True, answer, citations, rejected, on_photo)
 
 
 class TroubleshootInput(BaseModel):
@@ -230,7 +255,7 @@ def make_troubleshoot_tool(generator: Generator, settings: Settings) -> BaseTool
         name="troubleshoot",
         description=(
             "Troubleshoot a device (router, printer, recorder ...) from a photo of it: reads its lights, "
-            "codes and labels, searches the manuals and answers in numbered steps citing "
+            "codes and labels (with OCR too), searches the manuals and answers in numbered steps citing "
             "[source § section]; says so when the manuals do not cover the case."
         ),
         args_schema=TroubleshootInput,

@@ -19,7 +19,6 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -35,7 +34,7 @@ from langchain.agents.middleware import (
     wrap_tool_call,
 )
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.messages.utils import count_tokens_approximately, trim_messages
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -43,77 +42,20 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from agent.assistant.chat_model import make_chat_model
+from agent.assistant.context import ContextMiddleware, ObservationContext
 from agent.core.config import Settings
-from agent.core.durations import clock, current_time
 from agent.core.errors import ScenewatchError
+from agent.events.watchlist import Watchlist
 from agent.sources import SourceReader
-from memory.observation import Observation
 from memory.store import Store
 from memory.vectors import VectorIndex, open_vectors
 from prompts import load_prompt
-from tools.recall import format_recalled
 from tools.registry import build_tools
-from tools.timeline import cite
 from tools.vision.base import VisionBackend
 from tools.vision.engine import Engine
 from tools.vision.registry import make_backend
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ObservationContext:
-    """What the model is told before each call: the window of the source and recalled observations."""
-
-    store: Store
-    vectors: VectorIndex
-    source: str | None
-    window: int = 5
-    k: int = 5
-
-    def for_question(self, question: str) -> str:
-        """The context block for ``question`` (read fresh: the watch may still be adding)."""
-        lines = [f"Local time now: {clock(current_time())}."]
-        sources = self.store.sources()
-        lines.append(f"Sources with observations: {', '.join(sources) if sources else 'none'}.")
-        if self.source:
-            lines.append(f"\nLatest observations of {self.source} (oldest first):")
-            recent = self.store.recent(self.source, self.window)
-            lines += [window_line(obs) for obs in recent] or ["- none yet"]
-        if question.strip():
-            recalled = self.vectors.recall(question, source=self.source, k=self.k)
-            lines.append("\nObservations recalled for the question (oldest first):")
-            lines += format_recalled(recalled) or ["- none"]
-        return "\n".join(lines)
-
-
-def window_line(obs: Observation) -> str:
-    """An observation as the model reads it: its time, description and changes."""
-    line = f"- {cite(obs)}: {obs.summary or obs.raw}"
-    return f"{line} Changes: {obs.changes}" if obs.changes else line
-
-
-def _last_question(messages: Sequence[BaseMessage]) -> str:
-    return next((m.text for m in reversed(messages) if isinstance(m, HumanMessage)), "")
-
-
-class ContextMiddleware(AgentMiddleware):
-    """Appends the observation context for the current question to the system prompt."""
-
-    def __init__(self, context: ObservationContext, on_context: Callable[[str], None] | None = None) -> None:
-        super().__init__()
-        self.context = context
-        self.on_context = on_context
-
-    def wrap_model_call(
-        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
-    ) -> ModelResponse:
-        block = self.context.for_question(_last_question(request.messages))
-        log.debug("context given to the model:\n%s", block)
-        if self.on_context is not None:
-            self.on_context(block)
-        base = request.system_message.text if request.system_message else ""
-        return handler(request.override(system_message=SystemMessage(f"{base}\n\n{block}".strip())))
 
 
 class TrimMiddleware(AgentMiddleware):
@@ -266,8 +208,10 @@ def open_assistant(
     chat_model: BaseChatModel | None = None,
     vectors: VectorIndex | None = None,
     on_context: Callable[[str], None] | None = None,
+    watches: Watchlist | None = None,
 ) -> Iterator[Assistant]:
-    """An assistant over ``settings.db_path``; builds (and closes) what is not given."""
+    """An assistant over ``settings.db_path``; builds (and closes) what is not given. ``watches``:
+    where its ``watch`` tool puts watches (a running service's); default: stored for the next serve."""
     if not settings.db_path.is_file() and not source:
         raise ScenewatchError(f"no observation database at {settings.db_path}: run `scenewatch watch` first")
     with ExitStack() as stack:
@@ -287,7 +231,15 @@ def open_assistant(
         context = ObservationContext(store, vectors, topic, window=settings.window, k=settings.recall_k)
         graph = build_agent(
             chat_model or make_chat_model(settings, engine),
-            build_tools(engine, store, settings, vectors=vectors, frames=SourceReader(store), source=topic),
+            build_tools(
+                engine,
+                store,
+                settings,
+                vectors=vectors,
+                frames=SourceReader(store, [source] if source else []),
+                source=topic,
+                watches=watches or Watchlist(store, named=[source] if source else []),
+            ),
             context,
             settings,
             checkpointer=checkpointer,

@@ -12,7 +12,8 @@ alike, so nothing is answered from a cache) over four sources and a week. Then:
   half the week, half of them for one source; every result checked to be in range), and with
   Chroma's own ``where`` filter for comparison;
 - **reindex**: the time to rebuild the index from SQLite, and whether recall answers the same;
-- **disk**: database and vector folder sizes.
+- **disk**: database and vector folder sizes;
+- **opening**: the time a command takes to open the full database (its ``quick_check`` included).
 """
 
 from __future__ import annotations
@@ -316,6 +317,9 @@ def run_memory_bench(
         report: dict[str, Any] = {"observations": n, "sources": len(PLACES), "index_batch": cfg.index_batch}
         report["watch_rss_mb_empty_store"] = _watch_rss_mb(Path(scratch) / "empty.db", start_ts)
         report |= _fill_and_index(store, cfg, n, start_ts, report_progress)
+        tick = time.perf_counter()
+        Store(cfg.db_path).close()  # what every command pays to open it: quick_check (warm page cache)
+        report["db_open_ms"] = round((time.perf_counter() - tick) * 1000, 1)
         report["watch_rss_mb"] = _watch_rss_mb(cfg.db_path, start_ts + SPAN_S)
         report["episode_p95_ms"] = _episode_p95_ms(cfg, start_ts)
         index = VectorIndex(store, cfg)

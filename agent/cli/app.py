@@ -8,7 +8,21 @@ from typing import Annotated
 
 import typer
 
-from agent.cli import ask, bench, events, kb, look, memory, model, rules, serve, troubleshoot, watch
+from agent.cli import (
+    ask,
+    bench,
+    distributed,
+    events,
+    kb,
+    look,
+    mcp,
+    memory,
+    model,
+    rules,
+    serve,
+    troubleshoot,
+    watch,
+)
 from agent.cli.common import configure_logging, err_console, set_global_overrides
 from agent.core.errors import ScenewatchError
 
@@ -37,6 +51,7 @@ look.register(app)
 model.register(app)
 bench.register(app)
 watch.register(app)
+distributed.register(app)
 events.register(app)
 kb.register(app)
 troubleshoot.register(app)
@@ -44,6 +59,7 @@ rules.register(app)
 ask.register(app)
 memory.register(app)
 serve.register(app)
+mcp.register(app)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Annotated, Any
@@ -227,6 +228,38 @@ def bench_memory(
     console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
 
 
+@bench_app.command("kb")
+def bench_kb(
+    size_mb: Annotated[
+        float, typer.Option("--size-mb", min=0.01, max=1000, help="Size of the generated manual, in MB.")
+    ] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Add one large generated manual to a scratch knowledge base: chunks per second, peak memory."""
+    from agent.bench.knowledge import run_kb_bench
+
+    command = shlex.join(
+        ["scenewatch", "bench", "kb", "--size-mb", f"{size_mb:g}", *(["--json"] if as_json else [])]
+    )
+    with progress_bar() as bar:
+        task = bar.add_task("adding the manual", total=None)
+        report = {
+            "command": command,
+            **run_kb_bench(
+                size_mb, settings(), lambda done, total: bar.update(task, completed=done, total=total)
+            ),
+        }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table("measure", "value")
+    for key, value in report.items():
+        if key != "command":
+            table.add_row(key, str(value))
+    console.print(table)
+    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+
+
 @bench_app.command("api")
 def bench_api(
     observations: Annotated[int, typer.Option(min=100, help="Synthetic observations to store.")] = 100_000,
@@ -266,6 +299,198 @@ def bench_api(
         f"duplicates {stream['duplicates']}",
         highlight=False,
     )
+    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+
+
+@bench_app.command("capture")
+def bench_capture(
+    sizes: Annotated[str, typer.Option(help="Frame sizes, comma-separated.")] = "640x360,1920x1080",
+    key_every: Annotated[
+        str, typer.Option("--key-every", help="Key-frame intervals of the clips in seconds, comma-separated.")
+    ] = "1,2",
+    every: Annotated[str, typer.Option(help="Sampling interval: 1s, 500ms, 2 (seconds).")] = "1s",
+    seconds: Annotated[float, typer.Option(min=2, max=600, help="Length of each clip in seconds.")] = 30.0,
+    repeats: Annotated[int, typer.Option(min=1, help="Runs of each reader; the least CPU counts.")] = 3,
+    static: Annotated[bool, typer.Option("--static", help="Also clips of a static scene.")] = False,
+    clips: Annotated[
+        Path | None, typer.Option(help="Folder for the clips, reused across runs (default: a temporary one).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """CPU per stream of sampling and gating H.264 (streams per core), scenewatch's reader against
+    OpenCV reading every frame."""
+    import tempfile
+
+    from agent.bench.capture import capture_options, run_capture_bench
+
+    options = capture_options(sizes, key_every, parse_duration(every), seconds, repeats, static)
+    parts = ["scenewatch", "bench", "capture", "--sizes", sizes, "--key-every", key_every, "--every", every]
+    parts += ["--seconds", f"{seconds:g}", "--repeats", str(repeats), *(["--static"] if static else [])]
+    command = shlex.join([*parts, *(["--json"] if as_json else [])])
+    with tempfile.TemporaryDirectory(prefix="scenewatch-clips-") as scratch:
+        bench = run_capture_bench(options, clips or Path(scratch), lambda text: err_console.log(text))
+    report = {"command": command, **bench}
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+        return
+    _print_capture(report)
+
+
+def _print_capture(report: dict[str, Any]) -> None:
+    machine = report["machine"]
+    console.print(
+        f"{machine['cpu']}, {machine['cores']} cores (load {machine['load_1m']}); one sample every "
+        f"{report['every_s']:g} s, gate on each; best of {report['repeats']}",
+        highlight=False,
+    )
+    columns = ["clip", "reader", "CPU s / s", "streams/core", "× read()", "offset max s"]
+    rows = [
+        [
+            f"{row['width']}x{row['height']} key {row['gop_s']:g}s {row['scene']}",
+            row["reader"],
+            row["cpu_per_video_s"],
+            row["streams_per_core"],
+            row["x_read_all"],
+            row["offset_max_s"],
+        ]
+        for row in report["rows"]
+    ]
+    console.print(_table("Streams per core", columns, rows))
+    for verdict in report["target"]:
+        status = "[green]met[/]" if verdict["met"] else "[red]not met[/]"
+        console.print(
+            f"{verdict['clip']} {verdict['reader']}: {verdict['x_read_all']}× read() "
+            f"(target {report['target_x']:g}×): {status}",
+            highlight=False,
+        )
+
+
+@bench_app.command("detector")
+def bench_detector(
+    media: Annotated[
+        Path | None,
+        typer.Option(help="Folder of shopfront_cctv.mp4 and runner.mp4 (default SCENEWATCH_TEST_MEDIA)."),
+    ] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Timed detector calls per frame size and tiling.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """Detector ms per frame with and without tiling; model calls of the detector-aware gate against the
+    pixel gate on the shop clip (change moments missed); people counted per second against labels."""
+    from agent.bench.detector import run_detector_bench
+
+    folder = media or Path(os.environ.get("SCENEWATCH_TEST_MEDIA", ""))
+    if folder == Path(""):
+        raise ScenewatchError("bench detector needs the shared clips: --media DIR or SCENEWATCH_TEST_MEDIA")
+    parts = ["scenewatch", "bench", "detector", "--media", str(folder), "--runs", str(runs)]
+    command = shlex.join([*parts, *(["--json"] if as_json else [])])
+    found = run_detector_bench(settings(), folder, runs, lambda text: err_console.log(text))
+    report = {"command": command, **found}
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+        return
+    _print_detector_report(report)
+
+
+def _print_detector_report(report: dict[str, Any]) -> None:
+    console.print(f"[bold]detector[/] on {report['hardware']}: {report['detector']}", highlight=False)
+    columns = ["frame", "tiling", "passes", "p50 ms", "p95 ms", "CPU ms", "frames/s"]
+    keys = ["frame", "tiling", "passes", "p50_ms", "p95_ms", "cpu_ms", "fps"]
+    console.print(_table("Detector per frame", columns, [[row[k] for k in keys] for row in report["speed"]]))
+    gate = report["gate"]
+    rows = []
+    for name, run in gate.items():
+        if isinstance(run, dict):
+            reasons = ", ".join(f"{reason} {count}" for reason, count in run["reasons"].items())
+            counts = [run["model_calls"], run["sampled"], run["missed_changes"]]
+            rows.append([name.replace("_", " "), *counts, reasons])
+    moments = gate["change_moments"]
+    title = f"Model calls on {gate['source']} every {gate['every_s']:g} s, {moments} change moments"
+    console.print(_table(title, ["gate", "model calls", "sampled", "missed changes", "reasons"], rows))
+    for tiling, clips in report["people"].items():
+        rows = []
+        for name, counted in clips.items():
+            right, wrong = f"{counted['right']}/{counted['seconds']}", " ".join(counted["wrong"])
+            rows.append([name, right, counted["exact_share"], counted["mean_abs_error"], wrong])
+        title = f"People per second, {tiling.replace('_', ' ')}"
+        console.print(_table(title, ["clip", "right", "exact", "MAE", "wrong at s"], rows))
+    console.print(f"reproduce: [bold]{escape(report['command'])}[/]", highlight=False)
+
+
+@bench_app.command("redis")
+def bench_redis(
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis", help="A Redis server to use (its own keys); default: a scratch redis-server."
+        ),
+    ] = None,
+    frames: Annotated[
+        int, typer.Option(min=10, help="Frames for the write rates and the latency run.")
+    ] = 200,
+    rate: Annotated[float, typer.Option(min=1, help="Frames a second sent in the latency run.")] = 20.0,
+    workers: Annotated[str, typer.Option(help="Worker process counts, comma-separated; 0: none.")] = "1,2",
+    worker_frames: Annotated[int, typer.Option(min=1, help="Frames through each worker count.")] = 64,
+    model: ModelOption = None,
+    backend: Annotated[
+        str, typer.Option(help="The workers' backend: local (--model; default the tiny one), detector, ...")
+    ] = "local",
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="Most new tokens per answer in the workers.")
+    ] = 16,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Torch threads per worker (default: the cores / workers).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """The scale-out streams: Redis and SQLite write rates, the latency the streams add, frames per
+    second through 1 and 2 worker processes (the tiny checkpoint unless --model)."""
+    from agent.bench.scaleout import ScaleOptions, run_scale_bench
+
+    counts = [] if workers.strip() == "0" else _ints(workers, "--workers")
+    options = ScaleOptions(
+        frames, rate, counts, worker_frames, model, backend, max_new_tokens, redis, threads
+    )
+    parts = [
+        "scenewatch",
+        "bench",
+        "redis",
+        "--frames",
+        str(frames),
+        "--rate",
+        f"{rate:g}",
+        "--workers",
+        workers,
+    ]
+    parts += ["--worker-frames", str(worker_frames), "--max-new-tokens", str(max_new_tokens)]
+    parts += [*(["--model", model] if model else []), *(["--backend", backend] if backend != "local" else [])]
+    parts += [*(["--threads", str(threads)] if threads else []), *(["--json"] if as_json else [])]
+    command = shlex.join(parts)
+    report = {"command": command, **run_scale_bench(options, settings(), lambda text: err_console.log(text))}
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+        return
+    table = Table("measure", "value")
+    for section in ("writes", "latency"):
+        for key, value in report[section].items():
+            table.add_row(f"{section}.{key}", str(value))
+    for row in report["workers"]:
+        table.add_row(
+            f"{row['workers']} worker(s)",
+            f"{row['fps']} frames/s, {row['worker_cpu_s_per_frame']} CPU s/frame",
+        )
+    console.print(table)
     console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from agent.pipeline.gate import REASONS
 from agent.pipeline.stats import SourceStats, WatchSummary
 from agent.sources import is_live
 from memory.observation import Observation
@@ -97,6 +98,17 @@ def _score(score: float | None) -> str:
     return "first" if score is None else f"{score:.3f}"
 
 
+def reasons_line(summary: WatchSummary) -> str:
+    """``\nanalysed: first 1, tracks 4, pixels 6; skipped: unchanged 52`` (the gate's reasons), or ""."""
+    counted = summary.reasons
+    parts = []
+    for verdict, names in (("analysed", REASONS[:4]), ("skipped", REASONS[4:])):
+        found = [f"{name} {counted[name]}" for name in names if counted[name]]
+        if found:
+            parts.append(f"{verdict}: {', '.join(found)}")
+    return "\n" + "; ".join(parts) if parts else ""
+
+
 def summary_table(summary: WatchSummary) -> Table:
     """Per-source and total counts and latencies of a finished watch (dropped/failed when any)."""
     rows: list[tuple[str, SourceStats | WatchSummary]] = list(summary.sources.items())
@@ -108,7 +120,7 @@ def summary_table(summary: WatchSummary) -> Table:
     table = Table(
         title=(
             f"watched {summary.wall_s:.1f} s, {summary.model_calls} model calls, "
-            f"the gate skipped {summary.skipped_fraction:.0%} of the frames sampled"
+            f"the gate skipped {summary.skipped_fraction:.0%} of the frames sampled{reasons_line(summary)}"
         ),
         title_justify="left",
         box=box.SIMPLE_HEAD,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import TaskID
 from rich.table import Table
 
 from agent.cli.common import console, progress_bar, settings
@@ -46,7 +47,16 @@ def add(
     A file whose name the knowledge base holds from another path, or that another given path
     shares its name with, is skipped (exit 1) unless --replace lets it replace the stored one.
     """
-    results = knowledge_base(kb).add(paths, replace=replace)
+    base = knowledge_base(kb)
+    with progress_bar() as bar:
+        tasks: dict[Path, TaskID] = {}
+
+        def progress(path: Path, done: int, total: int) -> None:
+            if path not in tasks:
+                tasks[path] = bar.add_task(f"adding {escape(path.name)}", total=total)
+            bar.update(tasks[path], completed=done, total=total)
+
+        results = base.add(paths, replace=replace, progress=progress)
     if not results:
         raise ScenewatchError(f"no .md, .txt or .pdf files in {', '.join(map(str, paths))}")
     for result in results:

@@ -27,7 +27,8 @@ def look(
     device: DeviceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
-    """Describe one image with the vision model and print the answer."""
+    """Describe one image with the vision model and print the answer (with --backend detector: the
+    objects found, no model needed; --json then lists them as {label, score, box})."""
     cfg = settings(
         model=model, backend=backend, max_side=max_side, max_new_tokens=max_new_tokens, device=device
     )
@@ -42,6 +43,7 @@ def look(
             "image_tokens": result.image_tokens,
             "prompt_tokens": result.prompt_tokens,
             "output_tokens": result.output_tokens,
+            "detections": result.extra.get("detections"),  # the detector backend's; null for a VLM
         }
         typer.echo(json.dumps(record, ensure_ascii=False))
     else:

@@ -31,10 +31,10 @@ from agent.core.durations import (
 from agent.core.errors import ScenewatchError
 from agent.sources import resolve_source
 from memory.episodes import episode_counts
-from memory.indexer import reindex
+from memory.indexer import index_missing, reindex
 from memory.store import Store
 from memory.timeline import timeline
-from memory.vectors import folder_bytes, open_vectors
+from memory.vectors import VectorIndex, folder_bytes, open_vectors
 
 if TYPE_CHECKING:
     from tools.vision.base import VisionRequest, VisionResult
@@ -78,19 +78,43 @@ def recall(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Find past observations by meaning, best match first, within a time range."""
+    """Find past observations by meaning, best match first, within a time range.
+
+    Observations a watch left out of the index (it was killed before its indexer caught up) are
+    indexed first, with progress, unless a running watch is indexing them itself.
+    """
     cfg = settings(db=db)
     start, end = _range(since, until)
     with existing_store(cfg) as store, open_vectors(store, cfg) as index:
         source = resolve_source(store, source)
+        waiting = _index_missing(store, cfg, index, quiet=as_json)
         found = index.recall(query, source=source, since=start, until=end, k=k or cfg.recall_k)
-    if _printed_plainly(found, as_json, "no matching observations"):
+    empty = "no matching observations"
+    if waiting:
+        empty += f" among those indexed ({waiting} are not indexed yet: a running watch is indexing them)"
+    if _printed_plainly(found, as_json, empty):
         return
     table = Table("time", "source", "match", "video", "summary")
     for item in found:
         video = video_position(item.video_t) if item.video_t is not None else ""
         table.add_row(clock(item.ts), escape(item.source), f"{item.score:.2f}", video, escape(item.summary))
     console.print(table)
+
+
+def _index_missing(store: Store, cfg: Settings, index: VectorIndex, *, quiet: bool) -> int:
+    """Index what a watch left unindexed, with a progress bar; how many are still waiting (0 unless a
+    running watch is indexing them)."""
+    missing = store.unindexed_count()
+    if not missing:
+        return 0
+    with progress_bar() as bar:
+        task = bar.add_task("indexing observations missing from the index", total=missing)
+        done = index_missing(store, cfg, index, progress=lambda n: bar.update(task, completed=n))
+    if done is None:
+        return missing
+    if not quiet:
+        err_console.print(f"[dim]indexed {done} observations that were missing from the index[/]")
+    return 0
 
 
 def timeline_command(

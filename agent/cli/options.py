@@ -14,7 +14,11 @@ import typer
 
 ModelOption = Annotated[str | None, typer.Option(help="Model id or local checkpoint folder.")]
 BackendOption = Annotated[
-    str | None, typer.Option(help="Vision backend: local (the model in this process) or openai (a server).")
+    str | None,
+    typer.Option(
+        help="Vision backend: local (the model in this process), openai (a server) or detector "
+        "(the object detector alone: no vision-language model)."
+    ),
 ]
 DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1 ...")]
 MaxSideOption = Annotated[int | None, typer.Option(help="Longest image side sent to the model.")]

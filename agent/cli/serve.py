@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from agent.cli.common import console, settings
+from agent.cli.common import console, exit_now, settings
 from agent.cli.options import BackendOption, DbOption, DeviceOption, MaxSideOption, ModelOption
-from agent.cli.watch import _exit_now
 from agent.events.ruleset import load_rules
 from agent.sources import probe_source, quiet_video_logs
 
@@ -71,11 +70,8 @@ def serve(
         highlight=False,
         soft_wrap=True,
     )
-    status = run_server(service, sock)
-    if service.hurried:
-        _exit_now(status)
-    if status:
-        raise typer.Exit(status)
+    status = run_server(service, sock)  # returns once a signal stopped it, the store closed
+    exit_now(status)  # a second Ctrl-C must not meet Python's shutdown, nor wait for a stream's reader
 
 
 def register(app: typer.Typer) -> None:

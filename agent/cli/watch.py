@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import sys
 import threading
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
 
-from agent.cli.common import console, err_console, settings
+from agent.cli.common import console, err_console, exit_now, flag_seconds, settings
 from agent.cli.display import WatchDisplay, label, summary_table
 from agent.cli.options import BackendOption, DeviceOption, MaxSideOption, ModelOption
-from agent.core.durations import parse_duration
-from agent.core.errors import ScenewatchError
+from agent.cli.signals import StopOnSignal
 from agent.events.ruleset import load_rules
 from agent.pipeline.session import open_pipeline
 from agent.pipeline.stats import WatchSummary
@@ -26,77 +21,10 @@ from agent.sources import probe_source, quiet_video_logs
 log = logging.getLogger(__name__)
 
 
-def _seconds(text: str | None, flag: str) -> float | None:
-    if text is None:
-        return None
-    seconds = parse_duration(text)
-    if seconds <= 0:
-        raise ScenewatchError(f"{flag} must be more than 0 (got {text!r})")
-    return seconds
-
-
 def watch_questions(texts: list[str] | None) -> dict[str, str]:
     """``--question`` texts named q1, q2, ... in the order given."""
     asked = [text.strip() for text in texts or [] if text.strip()]
     return {f"q{index}": text for index, text in enumerate(asked, start=1)}
-
-
-class _StopOnSignal:
-    """Once armed, SIGINT/SIGTERM set ``stop`` (in-flight work finishes); a second signal sets ``hurry``.
-
-    Before :meth:`arm` (while the model loads) a signal interrupts as Ctrl-C does. Armed, the
-    handler never raises: a KeyboardInterrupt in the main thread while it waits for the source
-    threads would let it close the store under them.
-    """
-
-    def __init__(self, stop: threading.Event, hurry: threading.Event) -> None:
-        self.stop = stop
-        self.hurry = hurry
-        self.received: list[int] = []
-        self.armed = False
-        self._previous: dict[int, Any] = {}
-
-    def arm(self) -> None:
-        """From now on a signal stops the watch instead of interrupting."""
-        self.armed = True
-
-    def __enter__(self) -> _StopOnSignal:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if not self.armed:
-            raise KeyboardInterrupt
-        self.received.append(signum)
-        if not self.stop.is_set():
-            self.stop.set()
-            log.info("stopping: finishing the frames in flight (Ctrl-C again to stop sooner)")
-        elif not self.hurry.is_set():
-            self.hurry.set()
-            log.info("stopping sooner: abandoning the frames the model has not answered")
-
-    def exit_status(self, summary: WatchSummary) -> int:
-        """130 after Ctrl-C, else 1 when nothing could be analysed, else 0."""
-        if signal.SIGINT in self.received:
-            return 130
-        return 1 if summary.fruitless else 0
-
-
-def _exit_now(status: int) -> NoReturn:
-    """End the process without waiting for the model's batch or the stream readers.
-
-    Only once the store is closed. A normal exit would finalise Python under C++ threads still
-    in torch or OpenCV, which can abort ("terminate called without an active exception").
-    """
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
 
 
 def watch(
@@ -145,9 +73,9 @@ def watch(
 ) -> None:
     """Watch sources with the vision model and log what changes, until the files end or Ctrl-C."""
     cfg = settings(
-        every_s=_seconds(every, "--every"),
-        heartbeat_s=_seconds(heartbeat, "--heartbeat"),
-        frame_interval_s=_seconds(frame_interval, "--frame-interval"),
+        every_s=flag_seconds(every, "--every"),
+        heartbeat_s=flag_seconds(heartbeat, "--heartbeat"),
+        frame_interval_s=flag_seconds(frame_interval, "--frame-interval"),
         window=window,
         gate_threshold=threshold,
         max_side=max_side,
@@ -158,13 +86,19 @@ def watch(
         db=db,
     )
     ruleset = load_rules(rules) if rules is not None else None  # a bad file stops here, before the model
+    if cfg.backend == "detector" and (question or (ruleset and ruleset.questions)):
+        err_console.print(
+            "[yellow]warning:[/] the detector backend answers no watch questions: their answers stay "
+            "empty (use the detector's names in rules: README, Perception)",
+            highlight=False,
+        )
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         quiet_video_logs()
     for spec in sources:  # before the model loads: a typo or a bad file should not cost a minute
         probe_source(spec)
     stop, hurry = threading.Event(), threading.Event()
     with (
-        _StopOnSignal(stop, hurry) as signals,  # to the end: a signal never interrupts the shutdown
+        StopOnSignal(stop, hurry) as signals,  # to the end: a signal never interrupts the shutdown
         open_pipeline(cfg, ruleset=ruleset, questions=watch_questions(question)) as pipeline,
     ):
         signals.arm()
@@ -177,8 +111,8 @@ def watch(
             pipeline.abandon = hurry.is_set()  # the model may still be on a batch nobody waits for
         _report(summary)
     status = signals.exit_status(summary)
-    if hurry.is_set():
-        _exit_now(status)
+    if signals.received:  # a later Ctrl-C must not meet Python's shutdown, nor wait for a stream's reader
+        exit_now(status)
     if status:
         raise typer.Exit(status)
 

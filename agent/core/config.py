@@ -7,12 +7,13 @@ A ``*_s`` field takes seconds or a duration as the CLI does (``SCENEWATCH_EVERY_
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from platformdirs import user_data_dir
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -20,6 +21,10 @@ from agent.core.durations import parse_duration
 from agent.core.errors import ScenewatchError
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+
+MAX_SECONDS = 7 * 86400.0
+"""The longest duration a setting takes: a week, finite and well inside what the seconds are passed
+on to (OpenCV's timeouts in int milliseconds end at 24.8 days; thread waits, sockets)."""
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
 
@@ -61,11 +66,25 @@ def _words(value: Any) -> Any:
     return value
 
 
+def _bounded(seconds: float) -> float:
+    """Finite, and at most :data:`MAX_SECONDS`."""
+    if not math.isfinite(seconds):
+        raise PydanticCustomError(
+            "duration", "must be a finite number of seconds (got {value})", {"value": seconds}
+        )
+    if seconds > MAX_SECONDS:
+        raise PydanticCustomError(
+            "duration", "must be at most a week, 604800 s (got {value} s)", {"value": f"{seconds:g}"}
+        )
+    return seconds
+
+
 Device = Annotated[str, BeforeValidator(_device)]
 """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
 
-Seconds = Annotated[float, BeforeValidator(_seconds)]
-"""A number of seconds, or a duration string that :func:`agent.core.durations.parse_duration` reads."""
+Seconds = Annotated[float, BeforeValidator(_seconds), AfterValidator(_bounded)]
+"""A number of seconds, or a duration string that :func:`agent.core.durations.parse_duration` reads;
+finite and at most :data:`MAX_SECONDS`."""
 
 
 class Settings(BaseSettings):
@@ -120,9 +139,35 @@ class Settings(BaseSettings):
         ge=0,
         description="give up a live source that sends no frame this long after the start (0: never)",
     )
+    sample_jitter_s: Seconds = Field(
+        default=0.0,
+        ge=0,
+        description="how far from its sampling time (at most half the interval) a key frame may be taken"
+        " instead of the exact frame, so that only key frames are decoded; live: how old (0: exact frames)",
+    )
+
+    # Perception: the object detector, tracks and zones ahead of the vision model (README "Perception").
+    detector: bool = Field(
+        default=True, description="run the detector stage in watch (always on with --backend detector)"
+    )
+    detector_threshold: float = Field(default=0.5, ge=0.05, le=1, description="least detection score kept")
+    detector_classes: str = Field(
+        default="", description="COCO classes kept, comma-separated (person,car); empty: every class"
+    )
+    detector_tiling: str = Field(
+        default="auto",
+        pattern=r"^(auto|off|\d+x\d+)$",
+        description="auto (2x2 on CCTV frames, more on large ones, more on crowds), off, or COLSxROWS",
+    )
+    read_text: bool = Field(
+        default=False, description="read text (OCR) on each analysed frame: about 0.5 s each on a CPU core"
+    )
 
     # Memory.
     chroma_url: str | None = Field(default=None, description="Chroma server URL; local if unset")
+    chroma_timeout_s: Seconds = Field(
+        default=10.0, gt=0, le=86400, description="longest wait for a Chroma server to answer a call"
+    )
     recall_k: int = Field(default=5, ge=1)
     narrate_token_budget: int = Field(default=3000, ge=200)
     index_batch: int = Field(default=256, ge=1, le=5000, description="observations embedded per index write")
@@ -171,6 +216,46 @@ class Settings(BaseSettings):
         default=5.0, ge=0, le=86400, description="time open requests get to finish at shutdown"
     )
 
+    # MQTT: events, per-source state on retained topics, Home Assistant discovery (off without a host).
+    mqtt_host: str | None = Field(default=None, description="MQTT broker host; MQTT is off when unset")
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_prefix: str = Field(default="scenewatch", pattern=r"^[^#+/\s][^#+\s]*$", description="topic prefix")
+    mqtt_client_id: str | None = Field(default=None, description="MQTT client id (default: a random one)")
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls: bool = Field(default=False, description="connect to the broker over TLS")
+    mqtt_discovery: bool = Field(
+        default=False, description="Home Assistant discovery: a binary sensor per rule"
+    )
+
+    # Scale-out over Redis Streams: `scenewatch capture`, `worker`, `record` (docs/DEPLOY.md).
+    redis_url: str | None = Field(
+        default=None,
+        pattern=r"^(redis|rediss|unix)://\S*$",
+        description="Redis server for capture, worker, record",
+    )
+    redis_prefix: str = Field(
+        default="scenewatch", pattern=r"^[A-Za-z0-9_.-]+$", description="prefix of scenewatch's Redis keys"
+    )
+    redis_frames_max: int = Field(
+        default=2000, ge=1, description="most gated frames waiting in the frames stream (each a JPEG)"
+    )
+    redis_claim_idle_s: Seconds = Field(
+        default=30.0, gt=0, description="a frame a worker holds this long unanswered is taken by another"
+    )
+    redis_max_deliveries: int = Field(
+        default=3, ge=1, description="a frame given to workers this many times goes to the dead letters"
+    )
+
+    # Event clips.
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="base URL of `scenewatch serve` in webhook and MQTT payloads (clip links)",
+    )
+    clip_after_s: Seconds = Field(default=3.0, ge=0, description="seconds a clip goes on after its event")
+    clip_side: int = Field(default=640, ge=64, description="longest side of clip frames")
+
     @property
     def db_path(self) -> Path:
         """The SQLite observation database."""
@@ -192,6 +277,11 @@ class Settings(BaseSettings):
     @property
     def kb_dir(self) -> Path:
         return self.home / "kb"
+
+    @property
+    def clips_dir(self) -> Path:
+        """Event clips (MP4), beside the database; events name them relative to ``data_dir``."""
+        return self.data_dir / "clips"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -10,6 +10,13 @@ loaded, as are names outside the vocabulary and comparisons whose types can neve
 Text matching is case-insensitive; ``'cigarette' in objects`` is true when any object mentions
 "cigarette" (``"pack of cigarettes"``); ``source in ['door', 'porch']`` compares whole values.
 A comparison with a missing value (``people`` of an unparsed answer) is false.
+
+What the object detector and the tracker saw (None when no detector ran on the frame):
+``detected`` (the labels in view, one per object: ``'car' in detected``), ``count_<label>`` (objects
+of a COCO class in view: ``count_person >= 2``, ``count_traffic_light``), ``entered`` and
+``exited`` (labels of the tracks that came or went since the source's previous observation),
+``dwell_s`` (seconds the longest-present track in view has been there), and per zone of the rules
+file ``zone_<name>`` (labels of the tracks in it: ``'person' in zone_door``).
 """
 
 from __future__ import annotations
@@ -22,10 +29,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tools.perception.labels import coco_labels
+
 # Types of the values a predicate sees.
 BOOL, NUMBER, TEXT, LIST, NONE = "yes/no", "number", "text", "list", "none"
 
-# The names every predicate may use, besides the watch questions (which are yes/no).
+COUNT_PREFIX = "count_"
+
+
+def count_name(label: str) -> str:
+    """The predicate name of a class's count: ``count_person``, ``count_traffic_light``."""
+    return COUNT_PREFIX + label.replace(" ", "_")
+
+
+# The names every predicate may use, besides the watch questions (which are yes/no) and zones.
 BASE_VOCABULARY: dict[str, str] = {
     "people": NUMBER,
     "objects": LIST,
@@ -38,7 +55,17 @@ BASE_VOCABULARY: dict[str, str] = {
     "minute": NUMBER,
     "weekday": TEXT,
     "parsed": BOOL,
+    "detected": LIST,
+    "entered": LIST,
+    "exited": LIST,
+    "dwell_s": NUMBER,
+    **{count_name(label): NUMBER for label in coco_labels()},
 }
+
+MAX_DEPTH = 100
+"""How deep a predicate may nest (``not``, ``and``/``or``, comparisons, lists): Python's parser
+already refuses more than 200 nested parentheses; a chain of ``not`` needs none, so it is bounded
+here, well before Python's recursion limit."""
 
 _LITERAL_NAMES = {"true": True, "false": False, "none": None}
 _CONTAINS = "contains"
@@ -96,6 +123,8 @@ def compile_predicate(text: str, vocabulary: Mapping[str, str]) -> Predicate:
     source = _rewrite_contains(flat, text, lead)
     try:
         tree = ast.parse(source, mode="eval").body
+    except (RecursionError, MemoryError):
+        raise PredicateError(_too_deep()) from None
     except SyntaxError as exc:
         column = (exc.offset or 1) - 1
         near = flat[column : column + 20].strip()
@@ -105,6 +134,10 @@ def compile_predicate(text: str, vocabulary: Mapping[str, str]) -> Predicate:
     checker = _Checker(text, flat, lead, vocabulary)
     checker.type_of(tree)
     return Predicate(text=text.strip(), names=frozenset(checker.names), _tree=tree)
+
+
+def _too_deep() -> str:
+    return f"the predicate nests more than {MAX_DEPTH} levels deep (not, and/or, comparisons): simplify it"
 
 
 def _rewrite_contains(flat: str, text: str, lead: int) -> str:
@@ -136,6 +169,7 @@ class _Checker:
     def __init__(self, text: str, flat: str, lead: int, vocabulary: Mapping[str, str]) -> None:
         self.text, self.flat, self.lead, self.vocabulary = text, flat, lead, vocabulary
         self.names: set[str] = set()
+        self.depth = 0
 
     def fail(self, node: ast.AST, reason: str) -> PredicateError:
         return PredicateError(reason, *_position(self.text, self.lead, getattr(node, "col_offset", 0)))
@@ -144,6 +178,15 @@ class _Checker:
         return ast.get_source_segment(self.flat, node) or ""
 
     def type_of(self, node: ast.AST) -> str:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self.fail(node, _too_deep())
+            return self._type_of(node)
+        finally:
+            self.depth -= 1
+
+    def _type_of(self, node: ast.AST) -> str:
         if isinstance(node, ast.BoolOp):
             for value in node.values:
                 self.type_of(value)
@@ -187,7 +230,9 @@ class _Checker:
             return NONE if _LITERAL_NAMES[node.id] is None else BOOL
         if node.id not in self.vocabulary:
             close = difflib.get_close_matches(node.id, list(self.vocabulary), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(sorted(self.vocabulary))
+            names = sorted(name for name in self.vocabulary if not name.startswith(COUNT_PREFIX))
+            known = ", ".join([*names, "count_<label>"])
+            hint = f"did you mean '{close[0]}'?" if close else f"known: {known}"
             raise self.fail(node, f"unknown name '{node.id}' ({hint})")
         self.names.add(node.id)
         return self.vocabulary[node.id]

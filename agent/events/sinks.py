@@ -9,6 +9,9 @@ A sink plugin is a class with a ``Spec`` (the pydantic model of its entry in a r
 A webhook request carries the event as a JSON body and, when the sink has a secret, the header
 ``X-Scenewatch-Signature: sha256=<hex HMAC-SHA256 of the body>``. ``X-Scenewatch-Delivery`` is
 the same on every retry of one delivery, so a receiver can drop a repeat it has already seen.
+
+An event whose payload names a clip (a rule with ``clip:``) reaches every sink with ``clip_url``:
+``/api/events/<id>/clip`` on ``scenewatch serve``, after ``SCENEWATCH_PUBLIC_URL`` when it is set.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ SINKS: Registry[type[Sink]] = Registry(
         "stdout": "agent.events.sinks:StdoutSink",
         "jsonl": "agent.events.sinks:JsonlSink",
         "webhook": "agent.events.sinks:WebhookSink",
+        "mqtt": "agent.events.mqtt:MqttSink",
     },
 )
 
@@ -75,6 +79,13 @@ SINKS: Registry[type[Sink]] = Registry(
 def encode(document: dict[str, Any]) -> bytes:
     """The exact bytes sent (and signed) for an event."""
     return json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def clip_url(document: dict[str, Any], public_url: str | None = None) -> str | None:
+    """Where the server serves the clip of an event document (None when it has none)."""
+    if not document.get("payload", {}).get("clip"):
+        return None
+    return f"{(public_url or '').rstrip('/')}/api/events/{document['id']}/clip"
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -202,8 +213,9 @@ class Sender:
     """Sends an event document to a target of any sink type (a dict from the rules file); raises
     DeliveryError. One sink of each type is made when first needed."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, *, public_url: str | None = None) -> None:
         self._console = console or Console()
+        self._public_url = public_url
         self._sinks: dict[str, Sink] = {}
 
     def send(
@@ -220,6 +232,9 @@ class Sender:
                 self._sinks[kind] = SINKS.get(kind)(self._console)
             except Exception as exc:  # an unknown or broken sink plugin: a failed delivery, retried
                 raise DeliveryError(str(exc)) from exc
+        url = clip_url(document, self._public_url)
+        if url is not None:
+            document = {**document, "clip_url": url}
         self._sinks[kind].send(target, document, delivery_id=delivery_id, timeout=timeout)
 
     def close(self) -> None:

@@ -15,13 +15,14 @@ import json
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from memory.observation import Observation
-from prompts import render_prompt
+from prompts import load_prompt, render_prompt
+from tools.perception.findings import Findings
 from tools.vision.base import VisionRequest
 from tools.vision.images import frame_to_image
 
@@ -58,8 +59,13 @@ class Description:
     answers: dict[str, bool] = field(default_factory=dict)
 
 
-def describe_prompt(previous: Sequence[Observation], questions: Mapping[str, str], now_ts: float) -> str:
-    """The describe prompt text for a frame taken at ``now_ts``."""
+def describe_prompt(
+    previous: Sequence[Observation],
+    questions: Mapping[str, str],
+    now_ts: float,
+    findings: Findings | None = None,
+) -> str:
+    """The describe prompt text for a frame taken at ``now_ts`` (with the detector's ``findings``)."""
     if previous:
         lines = "\n".join(f"- {_ago(now_ts - obs.ts)}: {trim(obs.summary, WINDOW_CHARS)}" for obs in previous)
     else:
@@ -77,10 +83,12 @@ def describe_prompt(previous: Sequence[Observation], questions: Mapping[str, str
         "changes": "...",
         "answers": dict.fromkeys(questions, False),
     }
+    perceived = f"\n{load_prompt('describe_detector')}\n{findings.prompt_text()}\n" if findings else ""
     return render_prompt(
         "describe",
         previous=lines,
         questions=asked,
+        perception=perceived,
         example=json.dumps(example, separators=(",", ":")),
         answers_rule=rule,
     )
@@ -103,13 +111,17 @@ def describe_request(
     now_ts: float,
     max_side: int,
     max_new_tokens: int = DESCRIBE_MAX_NEW_TOKENS,
+    findings: Findings | None = None,
 ) -> VisionRequest:
-    """A describe request for one BGR frame, with the source's recent observations and the questions."""
-    return VisionRequest.ask(
-        describe_prompt(previous, questions, now_ts),
+    """A describe request for one BGR frame, with the source's recent observations and the questions,
+    and what the detector stage found on it (quoted in the prompt, and travelling with the request
+    for the ``detector`` backend)."""
+    request = VisionRequest.ask(
+        describe_prompt(previous, questions, now_ts, findings),
         [frame_to_image(frame, max_side)],
         max_new_tokens=max_new_tokens,
     )
+    return replace(request, findings=findings) if findings is not None else request
 
 
 def parse_description(text: str, questions: Mapping[str, str] | None = None) -> Description:

@@ -9,10 +9,20 @@ flickering clock overlay and slow light drift change well under one percent. (Pl
 absolute difference mixes "a little everywhere" with "a lot somewhere": on the shopfront
 footage its usable thresholds spanned only 0.004..0.008, the changed area's 0.005..0.02.)
 
-A frame is analysed when the score reaches ``threshold`` or when ``heartbeat_s`` of source
-time (video time for files, capture time for live sources) passed since the last analysed
-frame. Frames whose analysis was dropped or failed do not count: :meth:`ChangeGate.reset`
-makes the next frame analysed.
+With the detector stage (:mod:`agent.pipeline.perceive`) the gate also knows what the tracked
+objects did. A frame is analysed, and the reason counted, for the first of:
+
+- ``first``: the first frame of the source (or the first after a lost analysis);
+- ``tracks``: a track appeared or left, or entered or left a zone (or, under ``only_while``,
+  a wanted class came back into view);
+- ``pixels``: the changed area reached ``threshold`` (lights, things the detector has no class
+  for); a source may turn this reason off (``pixels: false``: tracks and heartbeat only);
+- ``heartbeat``: ``heartbeat_s`` of source time (video time for files, capture time for live
+  sources) passed since the last analysed frame;
+
+else it is skipped as ``unchanged``, or as ``absent`` when the source asks for the vision model
+only while certain classes are in view (``only_while: [person]``) and none is. Frames whose
+analysis was dropped or failed do not count: :meth:`ChangeGate.reset` makes the next frame analysed.
 """
 
 from __future__ import annotations
@@ -26,7 +36,8 @@ import numpy as np
 PIXEL_DELTA = 0.08
 """A thumbnail pixel counts as changed when its grey level moved by more than this (0..1)."""
 
-Reason = Literal["first", "change", "heartbeat", "unchanged"]
+Reason = Literal["first", "tracks", "pixels", "heartbeat", "unchanged", "absent"]
+REASONS: tuple[Reason, ...] = ("first", "tracks", "pixels", "heartbeat", "unchanged", "absent")
 
 
 @dataclass(frozen=True)
@@ -58,29 +69,41 @@ def change_score(a: np.ndarray, b: np.ndarray) -> float:
 class ChangeGate:
     """Decides, frame by frame, which frames of one source go to the model."""
 
-    def __init__(self, threshold: float, side: int, heartbeat_s: float) -> None:
+    def __init__(self, threshold: float, side: int, heartbeat_s: float, *, pixels: bool = True) -> None:
         self.threshold = threshold
         self.side = side
         self.heartbeat_s = heartbeat_s
+        self.pixels = pixels
         self.sampled = 0
         self.skipped = 0
         self._reference: np.ndarray | None = None
         self._reference_t: float | None = None
+        self._absent = False
 
-    def check(self, frame: np.ndarray, t: float) -> GateDecision:
-        """Score ``frame`` (BGR, at source time ``t``); an analysed frame becomes the reference."""
+    def check(
+        self, frame: np.ndarray, t: float, *, tracks_changed: bool = False, present: bool | None = None
+    ) -> GateDecision:
+        """Score ``frame`` (BGR, at source time ``t``); an analysed frame becomes the reference.
+
+        ``tracks_changed``: the tracked objects changed since the previous sampled frame;
+        ``present``: whether the classes the source waits for are in view (None: it waits for none).
+        """
         self.sampled += 1
         thumb = grey_thumbnail(frame, self.side)
-        if self._reference is None or self._reference_t is None:
+        came_back, self._absent = self._absent and bool(present), present is False
+        score = None if self._reference is None else change_score(thumb, self._reference)
+        if present is False:
+            decision = GateDecision(False, score, "absent")
+        elif self._reference is None or self._reference_t is None:
             decision = GateDecision(True, None, "first")
+        elif tracks_changed or came_back:
+            decision = GateDecision(True, score, "tracks")
+        elif self.pixels and score is not None and score >= self.threshold:
+            decision = GateDecision(True, score, "pixels")
+        elif t - self._reference_t >= self.heartbeat_s:
+            decision = GateDecision(True, score, "heartbeat")
         else:
-            score = change_score(thumb, self._reference)
-            if score >= self.threshold:
-                decision = GateDecision(True, score, "change")
-            elif t - self._reference_t >= self.heartbeat_s:
-                decision = GateDecision(True, score, "heartbeat")
-            else:
-                decision = GateDecision(False, score, "unchanged")
+            decision = GateDecision(False, score, "unchanged")
         if decision.analyse:
             self._reference, self._reference_t = thumb, t
         else:

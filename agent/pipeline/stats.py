@@ -45,9 +45,9 @@ class SourceStats(_LatencyFigures):
     abandoned: int = 0
     video_s: float = 0.0
     error: str | None = None
+    reasons: Counter[str] = field(default_factory=Counter)  # gate decisions by reason (first, tracks, ...)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_HISTORY))
     latency_total_ms: float = 0.0
-    gate_reasons: Counter[str] = field(default_factory=Counter)  # sampled frames by the gate's reason
 
     def add_latency(self, ms: float) -> None:
         self.latencies_ms.append(ms)
@@ -87,6 +87,11 @@ class WatchSummary(_LatencyFigures):
     abandoned = _Total()
     video_s = _Total()  # seconds of video covered by the file and folder sources
     latency_total_ms = _Total()
+
+    @property
+    def reasons(self) -> Counter[str]:
+        """Gate decisions by reason, over every source."""
+        return sum((stats.reasons for stats in self.sources.values()), Counter())
 
     @property
     def latencies_ms(self) -> list[float]:

@@ -11,8 +11,10 @@ flight, so the engine always has work to batch while the thread decodes the next
 (with several sources, their requests share batches). The window semantics follow from it: a prompt carries
 the descriptions *committed* when its frame was submitted, so with depth D the up to D-1
 observations still in flight are not among them and ``changes`` compares with a slightly
-older observation. Live sources keep one request in flight: their next frame is the newest
-one when the answer arrives, never a stale one.
+older observation. Answers are committed as soon as the thread sees them in, after a gated frame
+too: an observation (and its events, and the clip around them) is not held back while a static
+stretch of video is skipped. Live sources keep one request in flight: their next frame is the
+newest one when the answer arrives, never a stale one.
 
 Deadlines: a live frame not answered within ``deadline_s`` is dropped by the engine
 (counted, logged) and the next frame is analysed regardless of the gate. Frames of files
@@ -51,13 +53,14 @@ from agent.core.config import Settings
 from agent.core.durations import current_time
 from agent.core.errors import ScenewatchError
 from agent.pipeline.describe import DESCRIBE_MAX_NEW_TOKENS, describe_request, parse_description
-from agent.pipeline.gate import ChangeGate
-from agent.pipeline.listeners import ObservationListener
+from agent.pipeline.listeners import ObservationListener, close_listeners, notify_listeners
+from agent.pipeline.perceive import Perceiver, Perception, observation_fields
 from agent.pipeline.stats import SourceStats, UpdateCallback, WatchSummary
 from agent.sources import Frame, FrameSource, open_source, source_name
 from memory.observation import Observation
 from memory.store import Store
 from memory.window import RecentWindow
+from tools.perception.findings import Findings
 from tools.vision.base import VisionResult
 from tools.vision.engine import DeadlineExceeded, Engine, EngineClosed
 
@@ -82,7 +85,9 @@ class _Pending:
     score: float | None
     future: Future[VisionResult]
     submitted: float
+    questions: dict[str, str]  # the watch questions its prompt asked (a copy taken per frame)
     answered: float | None = None  # monotonic time the answer arrived
+    findings: Findings | None = None  # what the detector stage saw on the frame
 
 
 @dataclass
@@ -101,6 +106,7 @@ class _Shared:
     hurry: threading.Event
     commit_lock: threading.Lock = field(default_factory=threading.Lock)
     on_frame: FrameCallback | None = None
+    perception: Perception | None = None  # the detector stage (None: the change gate alone)
 
 
 class _SourceWorker:
@@ -111,7 +117,8 @@ class _SourceWorker:
         self.shared = shared
         settings = shared.settings
         self.stats = SourceStats(source.name, live=source.live)
-        self.gate = ChangeGate(settings.gate_threshold, settings.gate_side, settings.heartbeat_s)
+        self.perceiver = Perceiver(source.name, settings, shared.perception)  # detect, track, zones, gate
+        self.gate = self.perceiver.gate
         self.depth = 1 if source.live else settings.pipeline_depth
         self.thumbs = settings.thumbs_dir / source_slug(source.name)
         self.pending: deque[_Pending] = deque()
@@ -141,24 +148,27 @@ class _SourceWorker:
             self.stats.sampled += 1
             self.stats.video_s = self.source.video_s
             self._hand_on(frame)
-            decision = self.gate.check(frame.image, frame.ts if frame.video_t is None else frame.video_t)
-            self.stats.gate_reasons[decision.reason] += 1
+            decision = self.perceiver.decide(frame)
+            self.stats.reasons[decision.reason] += 1
             if not decision.analyse:
                 self.stats.skipped += 1
+                self._settle(keep=self.depth)  # commit the answers already in, waiting for none
                 self._notify(None)
                 continue
+            asked = dict(shared.questions)  # a copy: questions may be added or removed meanwhile
             request = describe_request(
                 frame.image,
                 previous=shared.window.recent(self.source.name),
-                questions=shared.questions,
+                questions=asked,
                 now_ts=frame.ts,
                 max_side=settings.max_side,
                 max_new_tokens=min(settings.max_new_tokens, DESCRIBE_MAX_NEW_TOKENS),
+                findings=decision.findings,
             )
             submitted = time.monotonic()
             deadline = settings.deadline_s if self.source.live else None
             future = shared.engine.submit(request, deadline_s=deadline, tag=self.source.name)
-            item = _Pending(frame, decision.score, future, submitted)
+            item = _Pending(frame, decision.score, future, submitted, asked, findings=decision.findings)
             future.add_done_callback(lambda _f, item=item: setattr(item, "answered", time.monotonic()))
             self.pending.append(item)
             self._settle(keep=self.depth - 1)
@@ -214,7 +224,7 @@ class _SourceWorker:
 
     def _commit(self, item: _Pending, result: VisionResult, latency_ms: float) -> None:
         shared, frame = self.shared, item.frame
-        description = parse_description(result.text, shared.questions)
+        description = parse_description(result.text, item.questions)
         obs = Observation(
             source=self.source.name,
             ts=frame.ts,
@@ -223,16 +233,13 @@ class _SourceWorker:
             latency_ms=round(latency_ms, 1),
             model=result.model,
             **asdict(description),
+            **observation_fields(item.findings),
         )
         obs.thumb_path = self._save_thumbnail(frame.image, frame.ts)
         with shared.commit_lock:
             shared.store.add(obs)
             shared.window.add(obs)
-            for listener in shared.listeners:
-                try:
-                    listener.on_observation(obs)
-                except Exception:  # a listener must not stop the watch
-                    log.exception("listener %s failed on observation %s", type(listener).__name__, obs.id)
+            notify_listeners(shared.listeners, obs)
             if shared.jsonl is not None:
                 shared.jsonl.write(json.dumps(obs.to_dict(), ensure_ascii=False) + "\n")
                 shared.jsonl.flush()
@@ -306,8 +313,11 @@ class _Resumed:
         self.inner.close()
 
 
-def open_watched(name: str, settings: Settings, start_ts: float) -> FrameSource:
-    """Open the source stored under ``name`` with the watch settings (ScenewatchError when it cannot)."""
+def open_watched(
+    name: str, settings: Settings, start_ts: float, stop: threading.Event | None = None
+) -> FrameSource:
+    """Open the source stored under ``name`` with the watch settings (ScenewatchError when it cannot);
+    a URL that takes long to open is not waited for once ``stop`` is set."""
     return open_source(
         name,
         every_s=settings.every_s,
@@ -316,6 +326,8 @@ def open_watched(name: str, settings: Settings, start_ts: float) -> FrameSource:
         reconnect_max_s=settings.reconnect_max_s,
         timeout_s=settings.stream_timeout_s,
         give_up_s=settings.stream_give_up_s,
+        jitter_s=settings.sample_jitter_s,
+        stop=stop,
     )
 
 
@@ -329,7 +341,8 @@ class Watcher:
     :meth:`start` adds an opened source at any time; :meth:`stop_source` ends one (its answers in
     flight are committed); :meth:`stop` ends all, and ``stop`` (when given) does too once
     :meth:`wait` sees it. :meth:`close` stops, waits and closes the listeners; the engine, the
-    store and the JSONL file belong to the caller.
+    store and the JSONL file belong to the caller. ``perception`` is the detector stage ahead of
+    every source's gate (:mod:`agent.pipeline.perceive`).
     """
 
     def __init__(
@@ -346,6 +359,7 @@ class Watcher:
         on_end: EndCallback | None = None,
         stop: threading.Event | None = None,
         hurry: threading.Event | None = None,
+        perception: Perception | None = None,
     ) -> None:
         self.stop_event = stop or threading.Event()
         self.shared = _Shared(
@@ -353,13 +367,14 @@ class Watcher:
             engine,
             store,
             RecentWindow(settings.window),
-            questions or {},
+            questions if questions is not None else {},  # the caller's dict: it may change meanwhile
             listeners,
             jsonl,
             on_update,
             self.stop_event,
             hurry or threading.Event(),
             on_frame=on_frame,
+            perception=perception,
         )
         self.on_end = on_end
         self._workers: dict[str, _SourceWorker] = {}
@@ -440,7 +455,7 @@ class Watcher:
             self._closed = True
         self.stop()
         self.wait()
-        _close_listeners(self.shared.listeners)
+        close_listeners(self.shared.listeners)
 
 
 def run_watch(
@@ -456,6 +471,7 @@ def run_watch(
     on_frame: FrameCallback | None = None,
     stop: threading.Event | None = None,
     hurry: threading.Event | None = None,
+    perception: Perception | None = None,
 ) -> WatchSummary:
     """Watch every source until the files end or ``stop`` is set; return what happened.
 
@@ -466,22 +482,27 @@ def run_watch(
     finds those up front, before a model loads. A live source that sends no frame within
     ``stream_give_up_s`` ends with an error too; once one has come, it retries for ever.
     Setting ``hurry`` after ``stop`` abandons the answers still in flight (module docstring).
-    ``on_frame(source, frame)`` sees every sampled frame. The listeners are closed at the end;
-    the engine and the store belong to the caller.
+    ``perception``: the detector stage ahead of the gate (:mod:`agent.pipeline.perceive`).
+    The listeners are closed at the end; the engine and the store belong to the caller.
+
+    ``questions`` may change while the watch runs (a dict one writer updates, such as
+    :attr:`~agent.events.rule_engine.RuleEngine.questions`): each frame's prompt reads a copy.
+    ``on_frame(source, frame)`` is called on the source's thread with every sampled frame, before the
+    gate (the clip recorder's ring buffer); it must be quick.
     """
     stop = stop or threading.Event()
-    names = _unique_names(sources)
+    names = unique_names(sources)
     started, start_ts = time.monotonic(), current_time()
     opened: list[FrameSource] = []
     jsonl_file: IO[str] | None = None
     try:
         for name in names:
-            opened.append(open_watched(name, settings, start_ts))
+            opened.append(open_watched(name, settings, start_ts, stop))
         jsonl_file = _open_jsonl(jsonl) if jsonl is not None else None
     except BaseException:
         for source in opened:
             source.close()
-        _close_listeners(listeners)
+        close_listeners(listeners)
         raise
     batches_before = engine.stats.batches
     watcher = Watcher(
@@ -495,6 +516,7 @@ def run_watch(
         on_frame=on_frame,
         stop=stop,
         hurry=hurry,
+        perception=perception,
     )
     try:
         workers = [watcher.start(source) for source in opened]
@@ -514,7 +536,7 @@ def run_watch(
     )
 
 
-def _unique_names(sources: Sequence[str]) -> list[str]:
+def unique_names(sources: Sequence[str]) -> list[str]:
     """The sources' names (:func:`~agent.sources.source_name`); ScenewatchError for none or a repeat."""
     if not sources:
         raise ScenewatchError("no source to watch")
@@ -531,11 +553,3 @@ def _open_jsonl(path: Path) -> IO[str]:
         return path.open("a", encoding="utf-8")
     except OSError as exc:
         raise ScenewatchError(f"cannot write {path}: {exc}") from exc
-
-
-def _close_listeners(listeners: Sequence[ObservationListener]) -> None:
-    for listener in listeners:
-        try:
-            listener.close()
-        except Exception:  # closing one must not keep the others open
-            log.exception("closing listener %s failed", type(listener).__name__)

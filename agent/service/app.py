@@ -1,9 +1,12 @@
-"""The FastAPI application of ``scenewatch serve``: routes by noun, errors as JSON, the token, CORS.
+"""The FastAPI application of ``scenewatch serve``: routes by noun, MCP, errors as JSON, the token, CORS.
 
 :func:`create_app` wires a :class:`~agent.service.runtime.Service` into an app whose lifespan
 starts it (the model loads in the background: ``/readyz`` says when it is done) and closes it at
-shutdown, after the open requests were answered. ``/docs`` serves Swagger UI from files shipped
-in the ``fastapi-offline`` package: no CDN, it works offline.
+shutdown, after the open requests were answered. ``/mcp`` is the MCP server
+(:mod:`agent.service.mcp`, streamable HTTP) over the service's store, engine, vectors and watches;
+its session manager runs in the same lifespan, and the token middleware covers it as every route.
+``/docs`` serves Swagger UI from files shipped in the ``fastapi-offline`` package: no CDN, it
+works offline.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from agent.service.errors import install_error_handlers
-from agent.service.routes import agent, events, kb, memory, observations, sources, stream, system
-from agent.service.runtime import Service
+from agent.service.mcp import build_mcp_server, mcp_http
+from agent.service.routes import agent, events, kb, memory, observations, sources, stream, system, watches
+from agent.service.runtime import Service, ServiceEngine
 from agent.service.security import TokenMiddleware
 from agent.service.web import install as install_web
 
-ROUTES = (system, sources, observations, events, stream, memory, agent, kb)
+ROUTES = (system, sources, observations, events, stream, memory, agent, watches, kb)
 
 DESCRIPTION = """The HTTP API of scenewatch: sources, observations, events, the live stream, memory and
 the agent. Shapes match the CLI's `--json`. Errors are `{"error": "..."}`. With
@@ -42,12 +46,23 @@ def create_app(service: Service) -> FastAPI:
     """The app serving ``service`` (started by the app's lifespan, closed at its end)."""
     settings = service.settings
     stopping = threading.Event()  # set when the server stops: the live streams end at once
+    mcp = mcp_http(
+        build_mcp_server(
+            settings,
+            store=service.reader,
+            engine=ServiceEngine(service),
+            vectors=service.vectors,
+            watches=lambda: service.watches,
+        ),
+        host=settings.api_host,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start()
         try:
-            yield
+            async with mcp.session_manager.run():  # MCP sessions end before the service closes
+                yield
         finally:
             stopping.set()
             service.commits.notify()
@@ -66,9 +81,8 @@ def create_app(service: Service) -> FastAPI:
     install_error_handlers(app)
     for module in ROUTES:
         app.include_router(module.router(settings))
+    app.router.routes.extend(mcp.routes)  # raw Starlette routes: not in the OpenAPI description
     install_web(app, settings)  # the page at /
-    # /mcp (issue 15, item 7) is mounted here: agent/service/mcp.py's build_mcp_server(service), its
-    # session manager run inside the lifespan above, behind the token middleware below like every route.
     token = settings.api_token.get_secret_value() if settings.api_token else None
     if token:
         app.add_middleware(TokenMiddleware, token=token)

@@ -2,10 +2,16 @@
 
 :class:`Service` opens a reading connection to the store at once (the API's reads never wait for
 the model), then, on a thread of its own, the pipeline (:func:`~agent.pipeline.session.open_pipeline`:
-store, episode tracker, indexer, rules engine, engine) and a
+store, episode tracker, indexer, rules engine, engine), the MQTT state publisher after the rules
+engine (when ``SCENEWATCH_MQTT_HOST`` is set), the clip recorder (when a rule asks for clips), the
+agent's watches (:class:`~agent.events.watchlist.Watchlist`) and a
 :class:`~agent.pipeline.watch.Watcher`, and starts the sources recorded as ``watching`` in the
 ``sources`` table (:mod:`memory.sources`) and those named on the command line. Until then it is
 not ready: what needs the model or changes sources answers 503.
+
+There is always a rules engine (with no rules file, an empty one): the agent's watches are rules
+added to it while it runs, and its ``questions`` are the watch questions every frame reads a copy
+of. With MQTT set, every rule and watch also sends its events to the broker (the ``mqtt`` sink).
 
 Sources persist: added, paused, resumed and removed through :meth:`Service.add_source` and its
 siblings, they are recorded first, so a restart brings back what was being watched. A file or
@@ -29,7 +35,10 @@ from typing import Any
 from agent.core.config import Settings
 from agent.core.durations import current_time
 from agent.core.errors import ScenewatchError
-from agent.events.ruleset import RuleSet
+from agent.events.mqtt import MqttState, mqtt_target
+from agent.events.ruleset import RuleSet, StateChanges
+from agent.events.watchlist import Watchlist
+from agent.pipeline.clips import ClipRecorder
 from agent.pipeline.session import Pipeline, open_pipeline
 from agent.pipeline.watch import Watcher, _SourceWorker, open_watched  # the worker: a type only
 from agent.service.documents import observation_document
@@ -42,7 +51,7 @@ from memory.events import Outbox
 from memory.sources import SourceRecord
 from memory.store import Store
 from memory.vectors import VectorIndex
-from tools.vision.base import VisionBackend
+from tools.vision.base import VisionBackend, VisionRequest, VisionResult
 from tools.vision.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -81,7 +90,10 @@ class Service:
         backend: VisionBackend | None = None,
     ) -> None:
         self.settings = settings
-        self.ruleset, self.questions, self.backend = ruleset, questions, backend
+        rules = ruleset or RuleSet({}, {}, (), StateChanges())
+        self.mqtt = mqtt_target(settings)
+        self.ruleset = rules.with_sink("mqtt", self.mqtt) if self.mqtt is not None else rules
+        self.questions, self.backend = questions, backend
         self.requested = list(sources)
         self.reader = Store(settings.db_path)
         recorded.ensure_schema(self.reader)
@@ -94,6 +106,8 @@ class Service:
         self._stack = ExitStack()
         self._pipeline: Pipeline | None = None
         self._watcher: Watcher | None = None
+        self._watches: Watchlist | None = None
+        self._clips: ClipRecorder | None = None
         self._loader: threading.Thread | None = None
         self._changes = threading.RLock()  # one change of sources at a time
         self._history: dict[str, list[_SourceWorker]] = {}  # every watch of each source
@@ -111,6 +125,10 @@ class Service:
 
     def _load(self) -> None:
         try:
+            longest_clip = max((rule.clip_s for rule in self.ruleset.rules), default=0.0)
+            if longest_clip:  # closed after the pipeline: the clips still waiting are written then
+                self._clips = ClipRecorder(self.settings, seconds=longest_clip)
+                self._stack.callback(self._clips.close)
             pipeline = self._stack.enter_context(
                 open_pipeline(
                     self.settings,
@@ -118,10 +136,16 @@ class Service:
                     questions=self.questions,
                     backend=self.backend,
                     instrument=self.metrics.instrument,
+                    clips=self._clips,
                 )
             )
+            rules = pipeline.rules
+            assert rules is not None  # a ruleset was given
+            if self.mqtt is not None:  # after the rules engine: it reads the rules' states
+                pipeline.listeners.append(MqttState(self.mqtt, rules))
             pipeline.listeners.append(self.commits)  # last: after the rules committed their events
             self._pipeline = pipeline
+            self._watches = Watchlist(self.reader, rules, sources=lambda: sorted(self.watched()))
             self._watcher = pipeline.watcher(on_frame=self._on_frame, on_end=self._on_end)
             if self._closing.is_set():
                 return
@@ -159,6 +183,24 @@ class Service:
     def engine(self) -> Engine:
         return self.require_ready().engine
 
+    @property
+    def watches(self) -> Watchlist:
+        """The agent's watches, run by the service's rules engine (NotReady until it is loaded)."""
+        self.require_ready()
+        assert self._watches is not None
+        return self._watches
+
+    def watch_documents(self, source: str | None = None, *, removed: bool = False) -> list[dict[str, Any]]:
+        """The stored watches (of ``source``) as the API shows them: each with ``running``, whether its
+        rule runs now (its source is being watched)."""
+        watches = self.watches
+        assert watches.rule_engine is not None
+        running = {rule.name for rule in watches.rule_engine.ruleset.rules}
+        return [
+            {**watch.to_dict(), "running": watch.active and watch.name in running}
+            for watch in watches.list(source, removed=removed)
+        ]
+
     def queue_depth(self) -> int:
         return self._pipeline.engine.queued if self._pipeline is not None else 0
 
@@ -168,10 +210,6 @@ class Service:
             self._watcher.hurry()
         if self._pipeline is not None:
             self._pipeline.abandon = True
-
-    @property
-    def hurried(self) -> bool:
-        return self._pipeline is not None and self._pipeline.abandon
 
     def close(self) -> None:
         """Stop the sources (their answers in flight are committed), then close the listeners, the
@@ -293,18 +331,24 @@ class Service:
         recorded.set_state(self.reader, record.name, "watching", now=current_time())
 
     def _begin(self, source: Any, after_video_t: float | None) -> None:
-        assert self._watcher is not None
+        """Watch an opened source, its stored watches running from its first frame."""
+        assert self._watcher is not None and self._watches is not None
+        self._watches.start([source.name])
         worker = self._watcher.start(source, after_video_t=after_video_t)
         self._history.setdefault(source.name, []).append(worker)
 
     def _stop(self, name: str) -> None:
         if self._watcher is not None and not self._watcher.stop_source(name, STOP_WAIT_S):
             log.warning("%s: still finishing its answers in flight after %.0f s", name, STOP_WAIT_S)
+        if self._watches is not None:
+            self._watches.stop([name])
 
     def _on_end(self, worker: _SourceWorker) -> None:
         """A watch ended: a file at its end is finished, an error is failed; a stop changes nothing."""
         if worker.shared.stop.is_set():
             return
+        if self._watches is not None:  # its watches stop asking their questions of the other sources
+            self._watches.stop([worker.source.name])
         stats = worker.stats
         state = "failed" if stats.error or worker.source.live else "finished"
         error = stats.error or ("the stream ended" if worker.source.live else None)
@@ -315,6 +359,8 @@ class Service:
         worker = self._watcher.workers.get(name) if self._watcher is not None else None
         reconnects = getattr(worker.source, "reconnects", 0) if worker is not None else 0
         self._seen[name] = _Seen(time.monotonic(), reconnects)
+        if self._clips is not None:
+            self._clips.on_frame(name, frame)
 
     def _view(self, record: SourceRecord) -> dict[str, Any]:
         figures = self._figures(record.name)
@@ -349,7 +395,7 @@ class Service:
         for worker in self._history.get(name, ()):
             stats = worker.stats
             figures.frames.update({field: getattr(stats, field) for field in FRAME_COUNTS})
-            figures.reasons.update(stats.gate_reasons)
+            figures.reasons.update(stats.reasons)
             figures.reconnects += getattr(worker.source, "reconnects", 0)
         return figures
 
@@ -364,7 +410,8 @@ class Service:
     # -- what the API reads besides the store ---------------------------------------------------
 
     def vectors(self) -> VectorIndex:
-        """The vector index for recall and the agent (opened at first use: it loads the embedder)."""
+        """The vector index for recall, the agent and MCP (opened at first use: it loads the embedder);
+        one for every thread (it runs one call at a time)."""
         with self._vectors_lock:
             if self._vectors is None:
                 self._vectors = VectorIndex(self.reader, self.settings)
@@ -377,6 +424,26 @@ class Service:
 
         engine = self.engine
         with open_assistant(
-            self.settings, source=source, thread=thread, engine=engine, vectors=self.vectors()
+            self.settings,
+            source=source,
+            thread=thread,
+            engine=engine,
+            vectors=self.vectors(),
+            watches=self.watches,
         ) as assistant:
             yield assistant
+
+
+class ServiceEngine:
+    """The service's engine for what is built before the model loads (the MCP server): a vision
+    backend whose requests go to the engine once it is loaded, NotReady (503) until then."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    @property
+    def model_name(self) -> str:
+        return self.service.engine.model_name if self.service.ready else self.service.settings.model
+
+    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionResult]:
+        return self.service.engine.generate(requests)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-import warnings
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
@@ -28,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from agent.core.errors import ScenewatchError
 from agent.service.errors import TooLarge, Unsupported, error_response
 from tools.vision.base import VisionError
-from tools.vision.images import load_image
+from tools.vision.images import ImageTooLarge, load_image
 
 OPEN_PATHS = (
     "/healthz",
@@ -115,10 +114,8 @@ async def read_upload(upload: UploadFile) -> Image.Image:
     if not data:
         raise Unsupported(f"the upload {upload.filename or ''} is empty: send an image".replace("  ", " "))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return load_image(data)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return load_image(data)
+    except ImageTooLarge as exc:
         raise TooLarge(f"the image has too many pixels: {exc}") from None
     except VisionError as exc:
         raise Unsupported(f"the upload is not an image this server can read ({exc})") from None

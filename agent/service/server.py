@@ -97,16 +97,21 @@ class ServiceServer(uvicorn.Server):
 def serve(service: Service, sock: socket.socket) -> int:
     """Serve until SIGTERM or Ctrl-C; the exit status: 0, 130 after Ctrl-C.
 
-    ScenewatchError when the service could not start (the model did not load).
+    ScenewatchError when the service could not start (the model did not load). The quiet signal
+    handlers stay once it returns: the caller ends the process at once
+    (:func:`agent.cli.common.exit_now`), so a second Ctrl-C never meets Python's shutdown.
     """
     server = ServiceServer(service)
     quiet = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run_on(sock)
-    finally:
+    except BaseException:
         for sig, handler in quiet.items():
             signal.signal(sig, handler)
+        raise
     if service.failure is not None:
+        for sig, handler in quiet.items():
+            signal.signal(sig, handler)
         raise ScenewatchError(f"the service could not start: {service.failure}")
     return 130 if signal.SIGINT in server.signals else 0
 

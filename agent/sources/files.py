@@ -3,40 +3,27 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import numpy as np
+from PIL import Image
 
 from agent.core.errors import ScenewatchError
+from agent.sources.decoding import VideoReader
 from agent.sources.frame import Frame
-from agent.sources.video import OpenVideo, open_video
+from agent.sources.sampling import TimeSampler
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-
-
-class _Sampler:
-    """Picks, from frames at increasing times, the one nearest each multiple of ``every_s``."""
-
-    def __init__(self, every_s: float, frame_s: float) -> None:
-        self.every_s = every_s
-        self.tolerance = frame_s / 2
-        self.next_t = 0.0
-
-    def due(self, t: float) -> bool:
-        if t + self.tolerance < self.next_t:
-            return False
-        self.next_t = (math.floor((t + self.tolerance) / self.every_s) + 1) * self.every_s
-        return True
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 
 class VideoFileSource:
-    """A video file (or a recording at a URL), sampled every ``every_s`` seconds of video;
-    unsampled frames are only grabbed."""
+    """A video file (or a recording at a URL), sampled every ``every_s`` seconds of decoder time;
+    only the sampled frames are decoded (:meth:`~agent.sources.decoding.VideoReader.samples`)."""
 
     live = False
 
@@ -47,48 +34,48 @@ class VideoFileSource:
         name: str,
         every_s: float,
         start_ts: float,
-        opened: OpenVideo | None = None,
+        jitter_s: float = 0.0,
+        reader: VideoReader | None = None,
     ) -> None:
-        """``opened``: the capture :func:`open_video` already opened for ``path`` (else opened here)."""
+        """``jitter_s``: how far from its sampling time a key frame may be taken instead of the exact
+        frame (0: exact frames). ``reader``: ``path`` already opened (else opened here)."""
         self.name, self.path, self.every_s, self.start_ts = name, path, every_s, start_ts
-        self.unreadable = 0
+        self.jitter_s = jitter_s
         self.video_s = 0.0
-        self._cap, self.fps, self.duration_s = opened or open_video(path)
+        self.reader = reader or VideoReader(path)
+        self.duration_s = self.reader.duration_s
 
-    def _position(self, index: int) -> float:
-        if self.fps:
-            return index / self.fps
-        return max(0.0, self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+    @property
+    def unreadable(self) -> int:
+        """Frames the decoder rejected as corrupt (skipped)."""
+        return self.reader.stats.rejected
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         """The sampled frames; ScenewatchError at the end when not one could be read."""
-        sampler = _Sampler(self.every_s, 1 / self.fps if self.fps else 0.0)
-        index = read = 0
-        while not stop.is_set() and self._cap.grab():
-            t = self._position(index)
-            index += 1
-            self.video_s = t
-            if not sampler.due(t):
-                continue
-            ok, image = self._cap.retrieve()
-            if not ok or image is None:
-                self.unreadable += 1
-                log.warning("%s: cannot decode the frame at %.2f s; skipped", self.name, t)
-                continue
+        read = 0
+        for sample in self.reader.samples(self.every_s, jitter_s=self.jitter_s):
+            self.video_s = sample.t
+            if stop.is_set():
+                return
             read += 1
-            yield Frame(image, self.start_ts + t, t)
-        if not read and not stop.is_set():
+            yield Frame(sample.image, self.start_ts + sample.t, sample.t)
+        self.video_s = self.reader.position_s
+        if stop.is_set():
+            return
+        if not read:
             raise no_frame_error(self.name)
-        if not stop.is_set() and self.duration_s and self.video_s < self.duration_s - 1.0:
+        if self.unreadable:
+            log.warning("%s: %d frames could not be decoded; skipped", self.name, self.unreadable)
+        if self.reader.ended_early:
             log.warning(
                 "%s: the video ended at %.1f s of its stated %.1f s (truncated or corrupt?)",
                 self.name,
-                self.video_s,
+                self.reader.ended_s,
                 self.duration_s,
             )
 
     def close(self) -> None:
-        self._cap.release()
+        self.reader.close()
 
 
 class ImageFolderSource:
@@ -104,7 +91,7 @@ class ImageFolderSource:
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         """The sampled images; ScenewatchError at the end when not one could be read."""
-        sampler = _Sampler(self.every_s, self.interval_s)
+        sampler = TimeSampler(self.every_s)
         read = 0
         for index, file in enumerate(self.files):
             if stop.is_set():
@@ -113,7 +100,7 @@ class ImageFolderSource:
             self.video_s = t
             if not sampler.due(t):
                 continue
-            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            image = read_image(file)
             if image is None:
                 self.unreadable += 1
                 log.warning("%s: cannot read image %s; skipped", self.name, file.name)
@@ -136,6 +123,18 @@ def folder_images(path: Path) -> list[Path]:
     if not files:
         raise ScenewatchError(f"no images in folder {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """An image file's BGR pixels; None when it does not read. A GIF is read by Pillow (its first
+    frame: an animated GIF is one image), as OpenCV reads GIFs only from version 4.11 on."""
+    if path.suffix.lower() != ".gif":
+        return cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        with Image.open(path) as image:
+            return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def no_frame_error(spec: str) -> ScenewatchError:

@@ -25,24 +25,27 @@ when :func:`probe_source` checks it up front and when its ``frames`` end with no
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from agent.core.errors import ScenewatchError
+from agent.sources.decoding import VideoReader, frame_at, open_url
 from agent.sources.files import (
     ImageFolderSource,
     VideoFileSource,
     folder_images,
     no_frame_error,
     no_image_error,
+    read_image,
 )
 from agent.sources.frame import FrameSource
 from agent.sources.live import LiveSource, grab_live
-from agent.sources.names import HTTP_SCHEME, is_live, readable_source
-from agent.sources.video import OpenVideo, open_video
+from agent.sources.names import HTTP_SCHEME, is_live, resolve_source
+from agent.sources.reachability import StreamError
 
 if TYPE_CHECKING:
     from memory.store import Store
@@ -59,16 +62,31 @@ def open_source(
     reconnect_max_s: float = 30.0,
     timeout_s: float = 10.0,
     give_up_s: float = 60.0,
+    jitter_s: float = 0.0,
+    stop: threading.Event | None = None,
 ) -> FrameSource:
     """The source that ``spec`` names: a webcam index, a stream URL, an image folder or a video file.
 
     For streams, ``reconnect_max_s``, ``timeout_s`` and ``give_up_s`` are the settings
-    ``reconnect_max_s``, ``stream_timeout_s`` and ``stream_give_up_s`` (see :class:`LiveSource`).
+    ``reconnect_max_s``, ``stream_timeout_s`` and ``stream_give_up_s`` (see :class:`LiveSource`);
+    ``jitter_s`` is ``sample_jitter_s`` (key frames instead of exact frames, see
+    :meth:`~agent.sources.decoding.VideoReader.samples`). An http(s) URL is opened on another
+    thread: once ``stop`` is set it is not waited for (it is then taken for a live stream, which
+    ends at once).
     """
-    recording = open_recording(spec, timeout_s)
-    if recording is not None:
-        log.info("%s is a recording: watched in video time, once", spec)
-        return VideoFileSource(spec.strip(), name=spec, every_s=every_s, start_ts=start_ts, opened=recording)
+    opened: VideoReader | StreamError | None = None
+    if HTTP_SCHEME.match(spec.strip()):
+        opened = open_url(spec.strip(), timeout_s, stop)
+        if isinstance(opened, VideoReader) and opened.duration_s is not None:
+            log.info("%s is a recording: watched in video time, once", spec)
+            return VideoFileSource(
+                spec.strip(),
+                name=spec,
+                every_s=every_s,
+                start_ts=start_ts,
+                jitter_s=jitter_s,
+                reader=opened,
+            )
     if is_live(spec):
         return LiveSource(
             spec,
@@ -77,16 +95,18 @@ def open_source(
             reconnect_max_s=reconnect_max_s,
             timeout_s=timeout_s,
             give_up_s=give_up_s,
+            jitter_s=jitter_s,
+            first=opened,
         )
     path = local_path(spec)
     if path.is_dir():
         interval = frame_interval_s or every_s
         return ImageFolderSource(path, name=spec, every_s=every_s, interval_s=interval, start_ts=start_ts)
-    return VideoFileSource(path, name=spec, every_s=every_s, start_ts=start_ts)
+    return VideoFileSource(path, name=spec, every_s=every_s, start_ts=start_ts, jitter_s=jitter_s)
 
 
-def open_recording(spec: str, timeout_s: float = 10.0) -> OpenVideo | None:
-    """The open capture of an http(s) URL of a recording (it has a finite duration), else None.
+def open_recording(spec: str, timeout_s: float = 10.0) -> VideoReader | None:
+    """The open reader of an http(s) URL of a recording (it has a finite duration), else None.
 
     A video file or an HLS playlist with an end has a duration; MJPEG and live HLS do not, and
     a URL that does not answer is no recording either (it is watched as a live source, which
@@ -94,12 +114,11 @@ def open_recording(spec: str, timeout_s: float = 10.0) -> OpenVideo | None:
     """
     if not HTTP_SCHEME.match(spec.strip()):
         return None
-    try:
-        opened = open_video(spec.strip(), timeout_s)
-    except ScenewatchError:
+    opened = open_url(spec.strip(), timeout_s)
+    if not isinstance(opened, VideoReader):
         return None
-    if opened[2] is None:
-        opened[0].release()
+    if opened.duration_s is None:
+        opened.close()
         return None
     return opened
 
@@ -126,16 +145,12 @@ def probe_source(spec: str) -> None:
         return
     path = local_path(spec)
     if path.is_dir():
-        if not any(cv2.imread(str(file), cv2.IMREAD_COLOR) is not None for file in folder_images(path)):
+        if not any(read_image(file) is not None for file in folder_images(path)):
             raise no_image_error(spec)
         return
-    cap, _, _ = open_video(path)
-    try:
-        ok, image = cap.read()
-    finally:
-        cap.release()
-    if not ok or image is None:
-        raise no_frame_error(spec)
+    with VideoReader(path) as reader:
+        if next(reader.samples(1.0), None) is None:
+            raise no_frame_error(spec)
 
 
 def grab_frame(
@@ -147,6 +162,8 @@ def grab_frame(
     ``at_s`` defaults to the start; for an image folder (images ``interval_s`` apart) it
     defaults to the newest (last) image. Raises ScenewatchError with the reason.
     """
+    if at_s is not None and at_s < 0:
+        raise ScenewatchError(f"a time in a video cannot be negative: {at_s:g} s")
     if is_live(source):
         if at_s is None:
             return grab_live(source.strip(), timeout_s)
@@ -156,8 +173,6 @@ def grab_frame(
                 f"{source} is a live source: it has no frame at {at_s:g} s, only the newest"
             )
         return _grab_at(source, recording, at_s)
-    if at_s is not None and at_s < 0:
-        raise ScenewatchError(f"a time in a video cannot be negative: {at_s:g} s")
     path = local_path(source)
     if path.is_dir():
         files = folder_images(path)
@@ -166,38 +181,47 @@ def grab_frame(
             raise ScenewatchError(
                 f"{source} holds {len(files)} images, {interval_s:g} s apart: no image at {at_s:g} s"
             )
-        image = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
+        image = read_image(files[index])
         if image is None:
             raise ScenewatchError(f"cannot read image {files[index]}")
         return image
-    return _grab_at(path, open_video(path), at_s or 0.0)
+    return _grab_at(path, VideoReader(path), at_s or 0.0)
 
 
-def _grab_at(path: Path | str, opened: OpenVideo, at_s: float) -> np.ndarray:
-    """The frame at ``at_s`` seconds of the video ``opened`` from ``path``; the capture is released."""
-    cap, _, duration = opened
-    try:
+def _grab_at(path: Path | str, reader: VideoReader, at_s: float) -> np.ndarray:
+    """The frame at ``at_s`` seconds of decoder time of the video ``reader`` opened; it is closed."""
+    with reader:
+        duration = reader.duration_s
         if duration is not None and at_s > duration:
             raise ScenewatchError(f"{path} is {duration:.1f} s long: no frame at {at_s:g} s")
-        if at_s > 0:
-            cap.set(cv2.CAP_PROP_POS_MSEC, at_s * 1000)
-        ok, image = cap.read()
-    finally:
-        cap.release()
-    if not ok or image is None:
-        raise ScenewatchError(f"cannot decode a frame at {at_s:g} s of {path}")
-    return image
+        return frame_at(reader, at_s)[0]
 
 
 class SourceReader:
-    """The agent's :class:`~tools.frames.FrameReader`: sources named as the CLI reads them
-    (:func:`~agent.sources.names.readable_source`), frames through :func:`grab_frame`."""
+    """The agent's :class:`~tools.frames.FrameReader`: frames through :func:`grab_frame`, of the
+    sources watched into ``store`` and those the user ``named`` (``--source``), no others.
 
-    def __init__(self, store: Store | None) -> None:
+    The model chooses what its tools read, and the model reads text from the scene: a path or an
+    address it names is refused unless a watch or the user already chose it.
+    """
+
+    def __init__(self, store: Store | None, named: Iterable[str] = ()) -> None:
         self.store = store
+        self.named = [name for name in named if name]
 
     def readable(self, given: str) -> str:
-        return readable_source(self.store, given)
+        """The watched or named source ``given`` means (a base name is enough); else a ScenewatchError."""
+        rule = "the tools read only watched sources and those named with --source"
+        if self.store is not None:
+            try:
+                found = resolve_source(self.store, given, also=self.named)
+            except ScenewatchError as exc:
+                raise ScenewatchError(f"{exc}; {rule}") from None
+            if found is not None:
+                return found
+        if given in self.named:
+            return given
+        raise ScenewatchError(f"no source {given}: {rule} ({', '.join(self.named) or 'none named'})")
 
     def grab(self, source: str, at_s: float | None = None) -> np.ndarray:
         return grab_frame(source, at_s)

@@ -19,7 +19,9 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from memory.folders import make_folder
 from memory.knowledge.documents import Chunk
+from memory.store import database_error, is_file_problem
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -95,15 +97,24 @@ class KeywordIndex:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        """A connection per operation (safe across threads); commits on success, rolls back on error."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path)) as db:
-            db.execute("PRAGMA foreign_keys = ON")
-            if not self._created:
-                db.executescript(_SCHEMA)
-                self._created = True
-            with db:
-                yield db
+        """A connection per operation (safe across threads); commits on success, rolls back on error.
+
+        A folder or file that cannot be written, a full disk or a damaged file is a ScenewatchError
+        that says so (naming the path).
+        """
+        make_folder(self.path.parent, "the knowledge base folder")
+        try:
+            with closing(sqlite3.connect(self.path)) as db:
+                db.execute("PRAGMA foreign_keys = ON")
+                if not self._created:
+                    db.executescript(_SCHEMA)
+                    self._created = True
+                with db:
+                    yield db
+        except sqlite3.Error as exc:
+            if not is_file_problem(exc):
+                raise
+            raise database_error(self.path, exc) from exc
 
     def document(self, source: str) -> Document | None:
         """The stored document named ``source``, if there is one."""

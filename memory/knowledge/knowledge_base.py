@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 DEFAULT_KB = "default"
 RRF_K = 60
 """The constant of reciprocal rank fusion: a chunk at rank r in a ranking scores 1 / (RRF_K + r)."""
-REINDEX_BATCH = 64
-"""How many chunks :meth:`KnowledgeBase.reindex` embeds and writes at a time."""
+WRITE_BATCH = 64
+"""How many chunks :meth:`KnowledgeBase.add_file` and :meth:`KnowledgeBase.reindex` embed and write at a
+time: memory stays that of one batch whatever the size of a manual."""
 COLLECTION = "chunks"
 """The Chroma collection, in a knowledge base's folder, that holds its chunk vectors."""
 
@@ -232,35 +233,55 @@ class KnowledgeBase:
         self._client = None
         self._vectors = None
 
-    def add(self, paths: Iterable[Path], *, replace: bool = False) -> list[AddResult]:
+    def add(
+        self,
+        paths: Iterable[Path],
+        *,
+        replace: bool = False,
+        progress: Callable[[Path, int, int], None] | None = None,
+    ) -> list[AddResult]:
         """Add files and folders (searched recursively for .md, .txt and .pdf files), one result per file.
 
         A file is skipped with a reason, and the others still added, when it cannot be read, when
         another path among ``paths`` has its name (checked before anything is written), or when
         the knowledge base holds its name from another path and ``replace`` is not set.
+        ``progress(path, chunks written, chunks)`` follows each file as :meth:`add_file` writes it.
         """
         files = _expand(paths)
         twins = _same_names(files)
         return [
             AddResult(path, "skipped", reason=twins[path])
             if path in twins
-            else self._add_or_skip(path, replace)
+            else self._add_or_skip(path, replace, progress)
             for path in files
         ]
 
-    def _add_or_skip(self, path: Path, replace: bool) -> AddResult:
+    def _add_or_skip(
+        self, path: Path, replace: bool, progress: Callable[[Path, int, int], None] | None
+    ) -> AddResult:
         """:meth:`add_file`, or a skipped result that says why the file cannot go in."""
         try:
-            return self.add_file(path, replace=replace)
+            return self.add_file(
+                path,
+                replace=replace,
+                progress=None if progress is None else lambda done, total: progress(path, done, total),
+            )
         except DocumentError as exc:
             log.debug("skipped %s", exc)
             return AddResult(path, "skipped", reason=str(exc))
 
-    def add_file(self, path: Path, *, replace: bool = False) -> AddResult:
+    def add_file(
+        self, path: Path, *, replace: bool = False, progress: Callable[[int, int], None] | None = None
+    ) -> AddResult:
         """Add one file, or replace its chunks if its content changed (a no-op when it did not).
 
         Files are known by name. A file whose name the knowledge base holds from another path
         raises a :class:`DocumentError`, unless ``replace``, where it takes that file's place.
+
+        The chunks are embedded and written :data:`WRITE_BATCH` at a time, ``progress(written,
+        chunks)`` after each batch; the SQLite file (the truth) commits when all are written, and
+        the old chunks' vectors go last. A failure on the way (Ctrl-C included) removes the vectors
+        already written, so the knowledge base stays as it was.
         """
         try:
             data = path.read_bytes()
@@ -279,12 +300,26 @@ class KnowledgeBase:
         elif stored is not None and stored.sha256 == sha256:
             return AddResult(path, "unchanged", chunks=stored.chunks)
         chunks = split_passages(read_passages(path, data), self.chunk_size, self.chunk_overlap)
+        del data
         ids = _chunk_ids(source, sha256, len(chunks))
         vectors = self.vectors  # opened before the SQLite write starts
         with self.index.replacing(source, resolved, sha256, list(zip(ids, chunks, strict=True))) as old_ids:
-            if old_ids:
-                vectors.delete(ids=old_ids)
-            _write_vectors(vectors, ids, [source] * len(chunks), chunks)
+            if progress is not None:
+                progress(0, len(chunks))
+            end = 0  # the chunks up to here are written, or being written
+            try:
+                for start in range(0, len(chunks), WRITE_BATCH):
+                    end = min(start + WRITE_BATCH, len(chunks))
+                    _write_vectors(vectors, ids[start:end], [source] * (end - start), chunks[start:end])
+                    if progress is not None:
+                        progress(end, len(chunks))
+            except BaseException:
+                kept = set(old_ids)  # the same content from another path has the same ids
+                _forget_vectors(vectors, [cid for cid in ids[:end] if cid not in kept])
+                raise
+            stale = sorted(set(old_ids).difference(ids))
+            if stale:
+                vectors.delete(ids=stale)
         return AddResult(path, "added" if stored is None else "updated", chunks=len(chunks))
 
     def remove(self, source: str) -> int:
@@ -300,7 +335,7 @@ class KnowledgeBase:
         return len(ids)
 
     def reindex(
-        self, progress: Callable[[int, int], None] | None = None, batch_size: int = REINDEX_BATCH
+        self, progress: Callable[[int, int], None] | None = None, batch_size: int = WRITE_BATCH
     ) -> int:
         """Rebuild the vector of every chunk from the SQLite file (the truth); return how many were written.
 
@@ -411,6 +446,16 @@ def _write_vectors(
         metadatas=[{"source": source} for source in sources],
         ids=list(ids),
     )
+
+
+def _forget_vectors(vectors: Chroma, ids: Sequence[str]) -> None:
+    """Remove the vectors an interrupted add wrote (its SQLite rows were never committed)."""
+    if not ids:
+        return
+    try:
+        vectors.delete(ids=list(ids))
+    except Exception as exc:  # the add's own error is the one to report
+        log.warning("could not remove %d vectors of an interrupted add (%s)", len(ids), exc)
 
 
 def _similarities(

@@ -31,6 +31,10 @@ class VisionRequest:
     tools: tuple[dict[str, Any], ...] = ()
     max_new_tokens: int | None = None
     min_new_tokens: int | None = None
+    findings: Any = None
+    """What the watch's perception stage found on the request's frame (a
+    :class:`tools.perception.findings.Findings`): the ``detector`` backend answers from it instead of
+    running the detector again on the shrunk image; other backends ignore it."""
 
     @classmethod
     def ask(

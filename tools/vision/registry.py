@@ -1,7 +1,8 @@
 """Vision backends by name: ``SCENEWATCH_BACKEND`` (``--backend``) picks one.
 
 A backend plugin is a function ``settings -> VisionBackend``. scenewatch's own are ``local``
-(transformers) and ``openai`` (an OpenAI-compatible server); another package adds one through the
+(transformers), ``openai`` (an OpenAI-compatible server) and ``detector`` (the object detector and
+tracks, no vision-language model: :mod:`tools.perception.backend`); another package adds one through the
 ``scenewatch.backends`` entry-point group (:mod:`agent.core.plugins`).
 """
 
@@ -21,6 +22,7 @@ BACKENDS: Registry[BackendFactory] = Registry(
     {
         "local": "tools.vision.local:from_settings",
         "openai": "tools.vision.openai_compat:from_settings",
+        "detector": "tools.perception.backend:from_settings",
     },
 )
 

@@ -155,4 +155,12 @@ def build_tiny_checkpoint(directory: str | Path, seed: int = 0) -> Path:
     model.generation_config.do_sample = False
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    _readable_by_all(out)
     return out
+
+
+def _readable_by_all(folder: Path) -> None:
+    """Give the weights the mode ``config.json`` got under the umask (safetensors writes them 0600)."""
+    mode = (folder / "config.json").stat().st_mode & 0o777
+    for path in folder.glob("*.safetensors"):
+        path.chmod(mode)

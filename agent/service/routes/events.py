@@ -8,17 +8,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from agent.core.config import Settings
+from agent.pipeline.clips import clip_file
 from agent.service.errors import NotFound
 from agent.service.routes.common import ServiceDep, SinceQuery, SourceQuery, stored_source, time_range
-from agent.service.routes.observations import inside
-
-
-def clip_path(event: dict[str, Any]) -> str | None:
-    """The clip file an event's payload names (``clip``: a path, or an object with ``path``)."""
-    clip = event["payload"].get("clip")
-    if isinstance(clip, dict):
-        clip = clip.get("path")
-    return clip if isinstance(clip, str) and clip else None
 
 
 def router(settings: Settings) -> APIRouter:
@@ -55,18 +47,17 @@ def router(settings: Settings) -> APIRouter:
 
     @api.get(
         "/{event_id}/clip",
-        summary="The event's clip (MP4), when its rule asked for one",
+        summary="The event's clip (MP4), when its rule asked for one (written a few seconds after the event)",
         response_class=FileResponse,
         responses={200: {"content": {"video/mp4": {}}}},
     )
     def clip(event_id: int, service: ServiceDep) -> FileResponse:
-        event = get_event(event_id, service)
-        named = clip_path(event)
-        if named is None:
+        named = get_event(event_id, service)["payload"].get("clip")
+        if not named or not isinstance(named, str):
             raise NotFound(f"event {event_id} has no clip")
-        path = inside(settings.data_dir / named, settings.data_dir)  # an absolute path stays itself
+        path = clip_file(settings, named)  # only an MP4 inside the clips folder
         if path is None:
-            raise NotFound(f"the clip of event {event_id} is not in the data folder")
+            raise NotFound(f"the clip of event {event_id} is not there (not written yet, or removed)")
         return FileResponse(path, media_type="video/mp4")
 
     return api
