@@ -1,13 +1,15 @@
 """The event log: events raised by rules and their deliveries (the outbox), in the observation database.
 
 An event and one outbox row per sink are committed together, before anything is sent, so none is
-lost; :class:`~agent.events.delivery.DeliveryWorker` relays the rows. Readers (the timeline, the
+lost; :class:`~agent.events.delivery.DeliveryWorker` relays the rows. A person acknowledges an
+event (``acknowledged_at``: :meth:`Outbox.acknowledge`). Readers (the timeline, the
 ``events`` command, the API) reach these tables through :class:`Outbox` and :func:`events_between`.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +28,8 @@ CREATE TABLE IF NOT EXISTS events (
     severity TEXT NOT NULL,
     message TEXT NOT NULL,
     payload TEXT NOT NULL DEFAULT '{}',
-    observation_id INTEGER
+    observation_id INTEGER,
+    acknowledged_at REAL
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -45,6 +48,8 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_at) WHERE delivered_at
 """
 
 LEASE_MARGIN_S = 10.0  # a lease outlives the sink's timeout by this much
+ADDED_COLUMNS = {"acknowledged_at": "REAL"}
+"""Columns of ``events`` added after the first release: an older database gets them when it opens."""
 
 
 @dataclass
@@ -95,6 +100,19 @@ class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
         store.ensure_schema(SCHEMA)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Add the columns an older ``events`` table lacks (NULL in its rows)."""
+        have = {row["name"] for row in self.store.execute("PRAGMA table_info(events)")}
+        for name, kind in ADDED_COLUMNS.items():
+            if name in have:
+                continue
+            try:
+                self.store.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
 
     def record(self, events: Sequence[NewEvent], now: float | None = None) -> list[int]:
         """Commit events and their deliveries in one transaction; returns the event ids."""
@@ -177,7 +195,8 @@ class Outbox:
         source: str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """The latest events (newest last), each with ``deliveries``: sink, delivered, attempts, error."""
+        """The latest events (newest last), each with ``acknowledged_at`` (None until acknowledged) and
+        ``deliveries``: sink, delivered, attempts, error."""
         clauses, params = [], []
         for clause, value in (("ts >= ?", since), ("rule = ?", rule), ("source = ?", source)):
             if value is not None:
@@ -202,6 +221,14 @@ class Outbox:
         found = self._with_deliveries(self.store.execute("SELECT * FROM events WHERE id = ?", (event_id,)))
         return found[0] if found else None
 
+    def acknowledge(self, event_id: int, now: float | None = None) -> dict[str, Any] | None:
+        """Mark an event acknowledged (a second time keeps the first time); the event, or None."""
+        self.store.execute(
+            "UPDATE events SET acknowledged_at = ? WHERE id = ? AND acknowledged_at IS NULL",
+            (current_time() if now is None else now, event_id),
+        )
+        return self.get(event_id)
+
     def last_id(self) -> int:
         """The id of the latest event (0 when there is none)."""
         return int(self.store.execute("SELECT COALESCE(MAX(id), 0) FROM events")[0][0])
@@ -220,7 +247,10 @@ class Outbox:
 
     def _with_deliveries(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
         """Event documents of ``rows`` (in their order), each with its ``deliveries``."""
-        documents = {row["id"]: {**event_document(row), "deliveries": []} for row in rows}
+        documents = {
+            row["id"]: {**event_document(row), "acknowledged_at": row["acknowledged_at"], "deliveries": []}
+            for row in rows
+        }
         if documents:
             marks = ", ".join("?" * len(documents))
             for row in self.store.execute(

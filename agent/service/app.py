@@ -26,6 +26,7 @@ from agent.service.mcp import build_mcp_server, mcp_http
 from agent.service.routes import agent, events, kb, memory, observations, sources, stream, system, watches
 from agent.service.runtime import Service, ServiceEngine
 from agent.service.security import TokenMiddleware
+from agent.service.web import install as install_web
 
 ROUTES = (system, sources, observations, events, stream, memory, agent, watches, kb)
 
@@ -81,6 +82,7 @@ def create_app(service: Service) -> FastAPI:
     for module in ROUTES:
         app.include_router(module.router(settings))
     app.router.routes.extend(mcp.routes)  # raw Starlette routes: not in the OpenAPI description
+    install_web(app, settings)  # the page at /
     token = settings.api_token.get_secret_value() if settings.api_token else None
     if token:
         app.add_middleware(TokenMiddleware, token=token)

@@ -17,9 +17,11 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from http.cookies import SimpleCookie
+from urllib.parse import urlencode
 
 from fastapi import UploadFile
 from PIL import Image
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.core.errors import ScenewatchError
@@ -27,8 +29,18 @@ from agent.service.errors import TooLarge, Unsupported, error_response
 from tools.vision.base import VisionError
 from tools.vision.images import ImageTooLarge, load_image
 
-OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/static-offline-docs/")
-"""Paths answered without the token: health checks, and the API description and its page."""
+OPEN_PATHS = (
+    "/healthz",
+    "/readyz",
+    "/docs",
+    "/openapi.json",
+    "/static-offline-docs/",
+    "/login",
+    "/logout",
+    "/static/",
+)
+"""Paths answered without the token: health checks, the API description and its page, the page's
+sign-in form and its static files (htmx, styles: nothing about the cameras)."""
 COOKIE = "scenewatch_token"
 
 
@@ -61,7 +73,12 @@ class TokenMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(OPEN_PATHS) or self._allowed(scope):
             await self.app(scope, receive, send)
             return
-        response = error_response(401, "missing or wrong API token", {"WWW-Authenticate": "Bearer"})
+        response: Response = error_response(401, "missing or wrong API token", {"WWW-Authenticate": "Bearer"})
+        if _page_load(scope):  # a browser opening a page: to the sign-in form, then back
+            target = scope["path"] + (
+                f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else ""
+            )
+            response = RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
         await response(scope, receive, send)
 
     def _allowed(self, scope: Scope) -> bool:
@@ -78,6 +95,17 @@ class TokenMiddleware:
                 return False
             given = cookie[COOKIE].value if COOKIE in cookie else ""
         return secrets.compare_digest(given.encode(), self.token)
+
+
+def _page_load(scope: Scope) -> bool:
+    """Whether a request is a browser loading a page (a GET for HTML outside the API and htmx)."""
+    headers = dict(scope.get("headers") or [])
+    return (
+        scope["method"] == "GET"
+        and not scope["path"].startswith(("/api/", "/ui/", "/metrics", "/mcp"))
+        and b"hx-request" not in headers
+        and b"text/html" in headers.get(b"accept", b"")
+    )
 
 
 async def read_upload(upload: UploadFile) -> Image.Image:

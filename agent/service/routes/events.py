@@ -1,4 +1,4 @@
-"""``/api/events``: events raised by rules, with their deliveries; one event; its clip."""
+"""``/api/events``: events raised by rules, with their deliveries; one event; acknowledging it; its clip."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ def router(settings: Settings) -> APIRouter:
     @api.get("/{event_id}", summary="One event")
     def get_event(event_id: int, service: ServiceDep) -> dict[str, Any]:
         event = service.outbox.get(event_id)
+        if event is None:
+            raise NotFound(f"no event with id {event_id}")
+        return event
+
+    @api.post("/{event_id}/ack", summary="Acknowledge an event (again: keeps the first time)")
+    def acknowledge(event_id: int, service: ServiceDep) -> dict[str, Any]:
+        event = service.outbox.acknowledge(event_id)
         if event is None:
             raise NotFound(f"no event with id {event_id}")
         return event
