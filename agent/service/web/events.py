@@ -11,11 +11,10 @@ from fastapi.responses import HTMLResponse
 
 from agent.core.config import Settings
 from agent.core.errors import ScenewatchError
+from agent.pipeline.clips import clip_file
 from agent.service.documents import thumbnail_url
 from agent.service.errors import NotFound
 from agent.service.routes.common import ServiceDep, stored_source, time_range
-from agent.service.routes.events import clip_path
-from agent.service.routes.observations import inside
 from agent.service.runtime import Service
 from agent.service.web.common import from_this_page
 from agent.service.web.render import query, render, short_name, stream_url
@@ -42,11 +41,10 @@ def decorate(service: Service, events: list[dict[str, Any]]) -> list[dict[str, A
     """Events as the page shows them: with their frame's URL, delivery state and clip URL."""
     ids = [event["observation_id"] for event in events if event["observation_id"] is not None]
     framed = {obs.id for obs in service.reader.get_many(ids) if obs.thumb_path}
-    data_dir = service.settings.data_dir
     shown = []
     for event in events:
-        named = clip_path(event)
-        clip = named is not None and inside(data_dir / named, data_dir) is not None
+        named = event["payload"].get("clip")
+        clip = clip_file(service.settings, named if isinstance(named, str) else None) is not None
         shown.append(
             {
                 **event,
