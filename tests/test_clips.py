@@ -144,3 +144,24 @@ def test_a_clip_waits_for_the_frames_after_its_event(tmp_path: Path) -> None:
     assert recorder.written == [settings.data_dir / path]
     with av.open(str(recorder.written[0])) as container:
         assert [round(f.time) for f in container.decode(video=0)] == [0, 1, 2, 3, 4]  # 108 s to 112 s
+
+
+def test_frames_read_far_ahead_of_the_answers_are_kept_for_the_next_event(tmp_path: Path) -> None:
+    """A file read 60 s past its latest committed observation (a still stretch while the model
+    thinks): the frames before the next event are still there when its observation commits."""
+    from agent.sources import Frame
+    from memory.observation import Observation
+
+    settings = load_settings(db=tmp_path / "scenewatch.db", every_s=1.0, clip_after_s=1.0)
+    recorder = ClipRecorder(settings, seconds=3.0)
+    frame = np.full((100, 200, 3), 90, np.uint8)
+    recorder.on_observation(Observation(source="cam", ts=104.0, summary="before"))
+    for ts in range(100, 170):
+        recorder.on_frame("cam", Frame(frame, float(ts)))
+    recorder.on_observation(Observation(source="cam", ts=105.0, summary="the event"))
+    path = recorder.clip_path("cam", 105.0, "rule")
+    recorder.make_clip("cam", 105.0, 3.0, path)
+    recorder.on_frame("cam", Frame(frame, 170.0))
+    recorder.close()
+    with av.open(str(settings.data_dir / path)) as container:
+        assert [round(f.time) for f in container.decode(video=0)] == [0, 1, 2, 3, 4]  # 102 s to 106 s

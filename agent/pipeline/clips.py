@@ -32,6 +32,7 @@ import numpy as np
 from agent.core.config import Settings
 from agent.pipeline.watch import source_slug
 from agent.sources import Frame
+from memory.observation import Observation
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ class ClipRecorder:
     """Keeps each source's last ``seconds`` (+ the after time) of sampled frames; writes clips of events.
 
     Implements :class:`agent.events.rule_engine.ClipMaker`; ``on_frame`` is ``run_watch``'s callback.
+    It is also an observation listener: a frame is kept until it is ``seconds`` older than the
+    source's latest committed observation as well as the latest frame, so a file read far ahead of
+    the model's answers (through a still stretch) keeps the frames before its next event.
     """
 
     def __init__(self, settings: Settings, *, seconds: float) -> None:
@@ -99,8 +103,9 @@ class ClipRecorder:
         self.after_s = settings.clip_after_s
         lag = settings.pipeline_depth * settings.every_s + _LAG_SAMPLES * settings.every_s
         self.keep_s = seconds + self.after_s + lag
-        self._most = min(_MOST_FRAMES, max(8, round(self.keep_s / settings.every_s) * 2))
+        self.before_s = seconds
         self._rings: dict[str, deque[tuple[float, np.ndarray]]] = {}
+        self._committed: dict[str, float] = {}  # each source's latest committed observation time
         self._heard: dict[str, float] = {}  # monotonic time of each source's latest frame
         self._jobs: list[_Job] = []
         self._changed = threading.Condition()
@@ -113,13 +118,20 @@ class ClipRecorder:
         """Keep a sampled frame (shrunk to ``clip_side``); wake the writer when a clip is complete."""
         image = _shrink(frame.image, self.settings.clip_side)
         with self._changed:
-            ring = self._rings.setdefault(source, deque(maxlen=self._most))
+            ring = self._rings.setdefault(source, deque(maxlen=_MOST_FRAMES))
             ring.append((frame.ts, image))
-            while ring and ring[0][0] < frame.ts - self.keep_s:
+            committed = self._committed.get(source, float("-inf"))
+            floor = min(frame.ts - self.keep_s, committed - self.before_s - _SLACK_S)
+            while ring and ring[0][0] < floor:
                 ring.popleft()
             self._heard[source] = time.monotonic()
             if any(job.source == source and frame.ts >= job.end for job in self._jobs):
                 self._changed.notify()
+
+    def on_observation(self, obs: Observation) -> None:
+        """Note how far the source's observations are committed (an event can need ``seconds`` before)."""
+        with self._changed:
+            self._committed[obs.source] = max(obs.ts, self._committed.get(obs.source, obs.ts))
 
     def clip_path(self, source: str, ts: float, rule: str) -> str:
         """``clips/<source-slug>/<ms>-<rule>.mp4``: where the clip of ``rule``'s event at ``ts`` goes."""
@@ -136,7 +148,8 @@ class ClipRecorder:
             self._changed.notify()
 
     def close(self) -> None:
-        """Write the clips still waiting (with the frames there are) and stop the writer thread."""
+        """Write the clips still waiting (with the frames there are) and stop the writer thread (once;
+        again does nothing more)."""
         with self._changed:
             self._closing = True
             self._changed.notify()

@@ -147,6 +147,8 @@ class Service:
             )
             rules = pipeline.rules
             assert rules is not None  # a ruleset was given
+            if self._clips is not None:  # how far each source is committed: its frames are kept until then
+                pipeline.listeners.append(self._clips)
             if self.mqtt is not None:  # after the rules engine: it reads the rules' states
                 pipeline.listeners.append(MqttState(self.mqtt, rules))
             pipeline.listeners.append(self.commits)  # last: after the rules committed their events
