@@ -33,8 +33,9 @@ system-packages:
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); \
 	else echo "error: installing$$missing needs root: run  sudo apt-get install -y $(DEBIAN_PACKAGES)  then make again" >&2; exit 1; fi
 
+# The suite runs on every core (at most 4), a test file per worker: its fixtures are built once.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,6 +7,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+# One width for every console the tests read, set before agent.cli's consoles exist: rich fixes a
+# console's width from COLUMNS when it is made, else asks the terminal (none under pytest-xdist).
+os.environ["COLUMNS"] = "200"
+
 from helpers import FROZEN_NOW
 
 from agent.bench.clips import Appearance, write_clip
