@@ -19,7 +19,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from service_support import RULES, Served, served, settings_for
-from web_support import both_widths, launched, opened, require_browser, wait_js
+from web_support import both_widths, launched, loaded, opened, require_browser, wait_js
 
 from agent.assistant.chat_model import CHAT_MODELS
 from agent.bench.clips import Appearance, write_clip
@@ -274,7 +274,7 @@ def test_the_timeline_filters_and_opens_an_observation(watched: Served, browser:
         shown_id = int(dialog.locator("article.observation").get_attribute("data-observation"))
         document = json.loads(dialog.locator("details.json pre").inner_text())
         assert document["id"] == shown_id and document["source"].endswith("front door.mp4")
-        assert dialog.locator("figure img").evaluate("image => image.naturalWidth") > 0
+        assert loaded(dialog.locator("figure img"))
         both_widths(page, "observation")
 
 
@@ -287,7 +287,7 @@ def test_search_recalls_by_meaning_with_frames(watched: Served, browser: Any) ->
         results = page.locator(".results .result")
         results.first.wait_for()
         assert "red box" in results.first.locator(".summary").inner_text()
-        assert results.first.locator("img.thumb").evaluate("image => image.naturalWidth") > 0
+        assert loaded(results.first.locator("img.thumb"))
         assert "q=a+red+box" in page.url
         both_widths(page, "search")
         page.fill("input[name=since]", "soon")

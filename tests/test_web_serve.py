@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from web_support import PHONE, both_widths, fits, launched, opened, require_browser
+from web_support import PHONE, both_widths, fits, launched, loaded, opened, require_browser
 
 from agent.bench.clips import Appearance, write_clip
 from tools.vision.registry import BACKENDS
@@ -72,9 +72,7 @@ def test_the_page_of_scenewatch_serve_during_a_watch(
             assert api.get("/api/sources/1").json()["state"] == "watching"  # during the watch
             frames = page.locator("#grid img.thumb")
             assert frames.count() >= 4
-            assert all(
-                frames.nth(i).evaluate("image => image.complete && image.naturalWidth > 0") for i in range(2)
-            )
+            assert loaded(frames.nth(0)) and loaded(frames.nth(1))  # live: bytes come after the element
             fits(page, PHONE["width"])
             latest = page.locator("#grid img.latest").bounding_box()
             assert latest is not None and latest["x"] >= 0 and latest["x"] + latest["width"] <= PHONE["width"]

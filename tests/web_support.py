@@ -91,6 +91,17 @@ def wait_js(page: Any, expression: str, timeout_ms: int = WAIT_MS) -> Any:
         page.wait_for_timeout(100)
 
 
+def loaded(image: Any, timeout_ms: int = WAIT_MS) -> bool:
+    """Wait until an ``img`` locator's picture has arrived and decoded (live pages insert the element
+    before its bytes come); True, or AssertionError after ``timeout_ms``."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not image.evaluate("image => image.complete && image.naturalWidth > 0"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for the image {image.get_attribute('src')}")
+        image.page.wait_for_timeout(100)
+    return True
+
+
 def screenshots_dir() -> Path | None:
     folder = os.environ.get("SCENEWATCH_SCREENSHOTS")
     if not folder:
@@ -114,6 +125,7 @@ def both_widths(page: Any, name: str) -> None:
         page.set_viewport_size(viewport)
         page.wait_for_timeout(150)  # one layout after the resize
         fits(page, viewport["width"])
-        if folder is not None:
+        if folder is not None:  # with every picture that has arrived by then drawn (live pages add more)
+            wait_js(page, "[...document.images].every(image => image.complete)", timeout_ms=5_000)
             page.screenshot(path=str(folder / f"{name}-{viewport['width']}.png"))
     page.set_viewport_size(DESKTOP)
