@@ -70,8 +70,9 @@ def synthetic_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
-    """The folder of real footage named by SCENEWATCH_TEST_MEDIA (skips when unset)."""
+    """The folder of real footage named by SCENEWATCH_TEST_MEDIA (skips when unset), with its links
+    resolved as scenewatch resolves a source's path (CI's ../shared may be a link)."""
     folder = os.environ.get("SCENEWATCH_TEST_MEDIA")
     if not folder or not (Path(folder) / "shopfront_cctv.mp4").is_file():
         pytest.skip("SCENEWATCH_TEST_MEDIA does not name the folder of test footage")
-    return Path(folder)
+    return Path(folder).resolve()

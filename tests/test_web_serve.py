@@ -74,7 +74,7 @@ def test_the_page_of_scenewatch_serve_during_a_watch(
             assert frames.count() >= 4
             assert loaded(frames.nth(0)) and loaded(frames.nth(1))  # live: bytes come after the element
             fits(page, PHONE["width"])
-            latest = page.locator("#grid img.latest").bounding_box()
+            latest = _wait(lambda: page.locator("#grid img.latest").bounding_box(), 30, "the latest frame")
             assert latest is not None and latest["x"] >= 0 and latest["x"] + latest["width"] <= PHONE["width"]
             assert latest["width"] > PHONE["width"] * 0.8  # the frame fills the phone's width
             both_widths(page, "serve")
