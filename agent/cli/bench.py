@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from agent.cli.common import console, err_console, progress_bar, settings
@@ -34,15 +36,53 @@ def _ints(text: str, flag: str) -> list[int]:
     return values
 
 
-def _command(args: dict[str, Any]) -> str:
-    """The command line that reproduces this run (flags at their given values)."""
-    parts = ["scenewatch", "bench", "pipeline"]
+def _command(name: str, args: dict[str, Any]) -> str:
+    """The command line that reproduces ``scenewatch bench NAME`` (flags at their given values; a flag
+    set to True stands alone, None or False leaves it out)."""
+    parts = ["scenewatch", "bench", name]
     for flag, value in args.items():
         if value is True:
             parts.append(flag)
         elif value not in (None, False):
-            parts += [flag, str(value)]
+            parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     return shlex.join(parts)
+
+
+def _phases(bar: Progress) -> Callable[[str, int, int], None]:
+    """A progress callback with a bar per phase (``progress(phase, done, total)``)."""
+    tasks: dict[str, TaskID] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done)
+
+    return progress
+
+
+def _emit(report: dict[str, Any], as_json: bool, out: Path | None = None) -> bool:
+    """Write the report to ``out`` when given and print it as JSON with ``as_json``; True when done
+    (else the caller prints its tables)."""
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+    return as_json
+
+
+def _reproduce(command: str) -> None:
+    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+
+
+def _print_measures(report: dict[str, Any]) -> None:
+    """Every measure of the report in a two-column table, then the command."""
+    table = Table("measure", "value")
+    for key, value in report.items():
+        if key != "command":
+            table.add_row(key, str(value))
+    console.print(table)
+    _reproduce(report["command"])
 
 
 @bench_app.command("pipeline")
@@ -90,6 +130,7 @@ def pipeline(
     )
     cfg = settings(device=device, every_s=None if every is None else parse_duration(every))  # as watch
     command = _command(
+        "pipeline",
         {
             "--model": model,
             "--random-weights": random_weights,
@@ -104,15 +145,10 @@ def pipeline(
             "--device": device,
             "--decoder": None if decoder == "auto" else decoder,
             "--json": as_json,
-        }
+        },
     )
     report = {"command": command, **run_pipeline_bench(options, cfg, lambda text: err_console.log(text))}
-    text = json.dumps(report, indent=2)
-    if out is not None:
-        out.write_text(text + "\n", encoding="utf-8")
-    if as_json:
-        typer.echo(text)
-    else:
+    if not _emit(report, as_json, out):
         _print_report(report)
 
 
@@ -191,7 +227,7 @@ def _print_report(report: dict[str, Any]) -> None:
     missed = changes["missed_changes"]
     status = f"[red]{missed} missed[/]" if missed else "[green]none missed[/]"
     console.print(f"change moments: {len(changes['moments'])}, {status} ({changes['method']})")
-    console.print(f"reproduce: [bold]{report['command']}[/]", highlight=False)
+    _reproduce(report["command"])
 
 
 @bench_app.command("memory")
@@ -203,29 +239,14 @@ def bench_memory(
     """Index throughput, recall latency (with and without a time filter), reindex time, disk size."""
     from agent.bench.memory_store import run_memory_bench
 
-    parts = ["scenewatch", "bench", "memory", "--observations", str(observations), "--queries", str(queries)]
-    command = shlex.join([*parts, *(["--json"] if as_json else [])])
+    command = _command("memory", {"--observations": observations, "--queries": queries, "--json": as_json})
     with progress_bar() as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done)
-
         report = {
             "command": command,
-            **run_memory_bench(observations, settings(), queries=queries, progress=progress),
+            **run_memory_bench(observations, settings(), queries=queries, progress=_phases(bar)),
         }
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
-        return
-    table = Table("measure", "value")
-    for key, value in report.items():
-        if key != "command":
-            table.add_row(key, str(value))
-    console.print(table)
-    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+    if not _emit(report, as_json):
+        _print_measures(report)
 
 
 @bench_app.command("kb")
@@ -238,9 +259,7 @@ def bench_kb(
     """Add one large generated manual to a scratch knowledge base: chunks per second, peak memory."""
     from agent.bench.knowledge import run_kb_bench
 
-    command = shlex.join(
-        ["scenewatch", "bench", "kb", "--size-mb", f"{size_mb:g}", *(["--json"] if as_json else [])]
-    )
+    command = _command("kb", {"--size-mb": size_mb, "--json": as_json})
     with progress_bar() as bar:
         task = bar.add_task("adding the manual", total=None)
         report = {
@@ -249,15 +268,8 @@ def bench_kb(
                 size_mb, settings(), lambda done, total: bar.update(task, completed=done, total=total)
             ),
         }
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
-        return
-    table = Table("measure", "value")
-    for key, value in report.items():
-        if key != "command":
-            table.add_row(key, str(value))
-    console.print(table)
-    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+    if not _emit(report, as_json):
+        _print_measures(report)
 
 
 @bench_app.command("api")
@@ -270,22 +282,16 @@ def bench_api(
     """API latency (observations, timeline, recall) over a large store; SSE clients missing nothing."""
     from agent.bench.api import run_api_bench
 
-    parts = ["scenewatch", "bench", "api", "--observations", str(observations), "--requests", str(requests)]
-    command = shlex.join([*parts, "--clients", str(clients), *(["--json"] if as_json else [])])
+    flags = {"--observations": observations, "--requests": requests, "--clients": clients, "--json": as_json}
+    command = _command("api", flags)
     with progress_bar() as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done)
-
         report = {
             "command": command,
-            **run_api_bench(observations, settings(), requests=requests, clients=clients, progress=progress),
+            **run_api_bench(
+                observations, settings(), requests=requests, clients=clients, progress=_phases(bar)
+            ),
         }
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
+    if _emit(report, as_json):
         return
     table = Table("endpoint", "p50 ms", "p95 ms", "max ms", "requests")
     for name, figures in report["latency"].items():
@@ -299,7 +305,7 @@ def bench_api(
         f"duplicates {stream['duplicates']}",
         highlight=False,
     )
-    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+    _reproduce(command)
 
 
 @bench_app.command("capture")
@@ -325,19 +331,14 @@ def bench_capture(
     from agent.bench.capture import capture_options, run_capture_bench
 
     options = capture_options(sizes, key_every, parse_duration(every), seconds, repeats, static)
-    parts = ["scenewatch", "bench", "capture", "--sizes", sizes, "--key-every", key_every, "--every", every]
-    parts += ["--seconds", f"{seconds:g}", "--repeats", str(repeats), *(["--static"] if static else [])]
-    command = shlex.join([*parts, *(["--json"] if as_json else [])])
+    flags = {"--sizes": sizes, "--key-every": key_every, "--every": every, "--seconds": seconds}
+    flags |= {"--repeats": repeats, "--static": static, "--json": as_json}
+    command = _command("capture", flags)
     with tempfile.TemporaryDirectory(prefix="scenewatch-clips-") as scratch:
         bench = run_capture_bench(options, clips or Path(scratch), lambda text: err_console.log(text))
     report = {"command": command, **bench}
-    text = json.dumps(report, indent=2)
-    if out is not None:
-        out.write_text(text + "\n", encoding="utf-8")
-    if as_json:
-        typer.echo(text)
-        return
-    _print_capture(report)
+    if not _emit(report, as_json, out):
+        _print_capture(report)
 
 
 def _print_capture(report: dict[str, Any]) -> None:
@@ -386,17 +387,11 @@ def bench_detector(
     folder = media or Path(os.environ.get("SCENEWATCH_TEST_MEDIA", ""))
     if folder == Path(""):
         raise ScenewatchError("bench detector needs the shared clips: --media DIR or SCENEWATCH_TEST_MEDIA")
-    parts = ["scenewatch", "bench", "detector", "--media", str(folder), "--runs", str(runs)]
-    command = shlex.join([*parts, *(["--json"] if as_json else [])])
+    command = _command("detector", {"--media": folder, "--runs": runs, "--json": as_json})
     found = run_detector_bench(settings(), folder, runs, lambda text: err_console.log(text))
     report = {"command": command, **found}
-    text = json.dumps(report, indent=2)
-    if out is not None:
-        out.write_text(text + "\n", encoding="utf-8")
-    if as_json:
-        typer.echo(text)
-        return
-    _print_detector_report(report)
+    if not _emit(report, as_json, out):
+        _print_detector_report(report)
 
 
 def _print_detector_report(report: dict[str, Any]) -> None:
@@ -421,7 +416,7 @@ def _print_detector_report(report: dict[str, Any]) -> None:
             rows.append([name, right, counted["exact_share"], counted["mean_abs_error"], wrong])
         title = f"People per second, {tiling.replace('_', ' ')}"
         console.print(_table(title, ["clip", "right", "exact", "MAE", "wrong at s"], rows))
-    console.print(f"reproduce: [bold]{escape(report['command'])}[/]", highlight=False)
+    _reproduce(report["command"])
 
 
 @bench_app.command("redis")
@@ -459,27 +454,12 @@ def bench_redis(
     options = ScaleOptions(
         frames, rate, counts, worker_frames, model, backend, max_new_tokens, redis, threads
     )
-    parts = [
-        "scenewatch",
-        "bench",
-        "redis",
-        "--frames",
-        str(frames),
-        "--rate",
-        f"{rate:g}",
-        "--workers",
-        workers,
-    ]
-    parts += ["--worker-frames", str(worker_frames), "--max-new-tokens", str(max_new_tokens)]
-    parts += [*(["--model", model] if model else []), *(["--backend", backend] if backend != "local" else [])]
-    parts += [*(["--threads", str(threads)] if threads else []), *(["--json"] if as_json else [])]
-    command = shlex.join(parts)
+    flags = {"--frames": frames, "--rate": rate, "--workers": workers, "--worker-frames": worker_frames}
+    flags |= {"--max-new-tokens": max_new_tokens, "--model": model}
+    flags |= {"--backend": None if backend == "local" else backend, "--threads": threads, "--json": as_json}
+    command = _command("redis", flags)
     report = {"command": command, **run_scale_bench(options, settings(), lambda text: err_console.log(text))}
-    text = json.dumps(report, indent=2)
-    if out is not None:
-        out.write_text(text + "\n", encoding="utf-8")
-    if as_json:
-        typer.echo(text)
+    if _emit(report, as_json, out):
         return
     table = Table("measure", "value")
     for section in ("writes", "latency"):
@@ -491,7 +471,7 @@ def bench_redis(
             f"{row['fps']} frames/s, {row['worker_cpu_s_per_frame']} CPU s/frame",
         )
     console.print(table)
-    console.print(f"reproduce: [bold]{escape(command)}[/]", highlight=False)
+    _reproduce(command)
 
 
 def register(app: typer.Typer) -> None:
