@@ -36,16 +36,7 @@ def look(
     vision = make_backend(cfg)
     result = vision.generate([VisionRequest.ask(prompt or load_prompt("look"), [picture])])[0]
     if as_json:
-        record = {
-            "text": result.text,
-            "model": result.model,
-            "latency_ms": round(result.latency_ms, 1),
-            "image_tokens": result.image_tokens,
-            "prompt_tokens": result.prompt_tokens,
-            "output_tokens": result.output_tokens,
-            "detections": result.extra.get("detections"),  # the detector backend's; null for a VLM
-        }
-        typer.echo(json.dumps(record, ensure_ascii=False))
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
     else:
         console.print(result.text, markup=False, highlight=False)
 

@@ -78,6 +78,19 @@ class VisionResult:
     output_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The answer as ``look --json`` and ``POST /api/look`` give it (``detections``: the detector
+        backend's; null for a vision-language model)."""
+        return {
+            "text": self.text,
+            "model": self.model,
+            "latency_ms": round(self.latency_ms, 1),
+            "image_tokens": self.image_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "output_tokens": self.output_tokens,
+            "detections": self.extra.get("detections"),
+        }
+
 
 @runtime_checkable
 class VisionBackend(Protocol):

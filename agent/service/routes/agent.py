@@ -138,14 +138,7 @@ def router(settings: Settings) -> APIRouter:
             result = (await run_in_threadpool(engine.generate, [request]))[0]
         except Exception as exc:
             raise UpstreamFailed(f"the model failed: {type(exc).__name__}: {exc}") from None
-        return {
-            "text": result.text,
-            "model": result.model,
-            "latency_ms": round(result.latency_ms, 1),
-            "image_tokens": result.image_tokens,
-            "prompt_tokens": result.prompt_tokens,
-            "output_tokens": result.output_tokens,
-        }
+        return result.to_dict()  # as look --json
 
     @api.post(
         "/troubleshoot",
