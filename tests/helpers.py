@@ -1,20 +1,40 @@
-"""What several test modules share besides fixtures: fixed times and test doubles."""
+"""What several test modules share besides fixtures: fixed times, test doubles, an unwritable folder."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
 
 from tools.vision.base import VisionBackend, VisionRequest, VisionResult
 from tools.vision.scripted import Responder, ScriptedBackend
 
 FROZEN_NOW = datetime(2025, 6, 14, 15, 30).timestamp()
 """A fixed local time (a Saturday afternoon) for tests about "today", "10m ago" and dates."""
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder path nothing can be created in, for root too: under a read-only folder, or as root
+    under ``/sys`` (sysfs refuses new folders, even root's); skips where /sys takes one."""
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        return locked / "home"
+    place = Path("/sys/scenewatch-test-home")
+    try:
+        place.mkdir()
+    except OSError:
+        return place
+    place.rmdir()
+    pytest.skip("/sys accepts new folders here")
 
 
 UseBackend = Callable[[VisionBackend], None]

@@ -59,6 +59,21 @@ def settings_for(home: Path, **overrides: Any) -> Settings:
     return load_settings(home=home, **overrides)
 
 
+def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "the condition") -> Any:
+    """Poll ``check`` until it returns something true, within ``timeout`` seconds; an HTTP error
+    meanwhile (a server still starting) counts as not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except httpx.HTTPError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 @dataclass
 class Served:
     """A running service and a client of its API."""
@@ -69,13 +84,7 @@ class Served:
 
     def wait_for(self, check: Callable[[], Any], timeout: float = 60.0, what: str = "the condition") -> Any:
         """Poll ``check`` until it returns something true (bounded in time)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}")
+        return wait_until(check, timeout, what)
 
     def source_state(self, source_id: int) -> str:
         return self.client.get(f"/api/sources/{source_id}").json()["state"]

@@ -50,7 +50,7 @@ def test_db_option_reads_that_database(db: Path, name: str) -> None:
     args, said = COMMANDS[name]
     missing = runner.invoke(app, args).exception
     assert isinstance(missing, ScenewatchError) and "no observation database" in str(missing)
-    result = runner.invoke(app, [*args, "--db", str(db)], env={"COLUMNS": "200"})
+    result = runner.invoke(app, [*args, "--db", str(db)])
     assert result.exit_code == 0, result.output
     assert said in result.output
 

@@ -114,7 +114,7 @@ def test_timeline_and_events_by_base_name(store: Store, tmp_path: Path) -> None:
 
 def test_times_show_the_date_only_on_another_day(store: Store) -> None:
     for command in (["events"], ["timeline", "--since", "2d"]):
-        result = runner.invoke(app, [*command, "--source", "shop.mp4"], env={"COLUMNS": "200"})
+        result = runner.invoke(app, [*command, "--source", "shop.mp4"])
         assert result.exit_code == 0, result.output
         today = f"{datetime.fromtimestamp(TODAY):%Y-%m-%d}"
         assert clock(TODAY) in result.output and today not in result.output
@@ -122,7 +122,7 @@ def test_times_show_the_date_only_on_another_day(store: Store) -> None:
 
 
 def test_timeline_notes_an_episode_without_detail(store: Store) -> None:
-    result = runner.invoke(app, ["timeline", "--source", "yard.mp4"], env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["timeline", "--source", "yard.mp4"])
     assert "(1 obs)" in result.output and "(; " not in result.output
 
 

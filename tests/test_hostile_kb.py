@@ -9,10 +9,10 @@ Tests run as root here (root ignores file permissions): the unwritable home is a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from helpers import unwritable_folder
 from typer.testing import CliRunner
 
 from agent.bench.knowledge import manual_text
@@ -41,22 +41,8 @@ def test_kb_add_into_a_home_that_is_a_file(tmp_path: Path, manual: Path) -> None
     assert home.read_text() == "a file"
 
 
-def _unwritable_home(tmp_path: Path) -> Path:
-    if os.geteuid() != 0:
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o500)
-        return locked / "home"
-    place = Path("/sys/scenewatch-test-home")
-    try:
-        place.mkdir()
-    except OSError:
-        return place
-    place.rmdir()
-    pytest.skip("/sys accepts new folders here")
-
-
 def test_kb_add_into_a_home_that_cannot_be_written(tmp_path: Path, manual: Path) -> None:
-    home = _unwritable_home(tmp_path)
+    home = unwritable_folder(tmp_path)
     result = runner.invoke(app, ["--home", str(home), "kb", "add", str(manual)])
     assert isinstance(result.exception, ScenewatchError), result.output
     message = str(result.exception)

@@ -32,7 +32,7 @@ def left_unindexed(scratch_home: Path) -> Store:
 
 
 def test_recall_indexes_what_a_killed_watch_left_and_finds_it(left_unindexed: Store) -> None:
-    result = runner.invoke(app, ["recall", "a parcel delivery", "-k", "1"], env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["recall", "a parcel delivery", "-k", "1"])
     assert result.exit_code == 0, result.output
     assert "indexed 2 observations that were missing from the index" in result.output
     assert "A courier leaves a parcel on the doorstep." in result.output
@@ -44,7 +44,7 @@ def test_recall_leaves_them_to_a_running_watch_and_says_so(left_unindexed: Store
     watch = IndexingLock(load_settings())  # what a running watch's indexer holds
     assert watch.acquire(alone=False, wait=False)
     try:
-        result = runner.invoke(app, ["recall", "a parcel delivery"], env={"COLUMNS": "200"})
+        result = runner.invoke(app, ["recall", "a parcel delivery"])
     finally:
         watch.release()
     assert result.exit_code == 0, result.output

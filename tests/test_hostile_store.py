@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import unwritable_folder
 from typer.testing import CliRunner
 
 from agent.bench.memory_store import synthetic_observations
@@ -178,23 +179,8 @@ def test_watch_into_a_home_that_is_a_file_is_said_so(tmp_path: Path, synthetic_c
     assert home.read_text() == "not a folder"
 
 
-def _unwritable_folder(tmp_path: Path) -> Path:
-    """A folder path nothing can be created in, for root too (see the module docstring)."""
-    if os.geteuid() != 0:
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o500)
-        return locked / "home"
-    place = Path("/sys/scenewatch-test-home")
-    try:
-        place.mkdir()
-    except OSError:
-        return place
-    place.rmdir()
-    pytest.skip("/sys accepts new folders here")
-
-
 def test_a_folder_that_cannot_be_written_is_said_so(tmp_path: Path, synthetic_clip: Path) -> None:
-    home = _unwritable_folder(tmp_path)
+    home = unwritable_folder(tmp_path)
     reason = why_unwritable(home / "scenewatch.db")
     assert reason is not None
     result = runner.invoke(app, ["--home", str(home), "watch", str(synthetic_clip)])

@@ -179,7 +179,6 @@ def _cli(
     from agent.cli.app import main
 
     monkeypatch.setattr(sys, "argv", ["scenewatch", *args])
-    monkeypatch.setenv("COLUMNS", "200")
     with pytest.raises(SystemExit) as caught:
         main()
     out, err = capsys.readouterr()

@@ -154,7 +154,7 @@ def test_rules_check_command(tmp_path: Path) -> None:
     from agent.cli.app import app
 
     for pack in sorted(DEMOS.glob("*.yaml")):
-        result = CliRunner().invoke(app, ["rules", "check", str(pack)], env={"COLUMNS": "200"})
+        result = CliRunner().invoke(app, ["rules", "check", str(pack)])
         assert result.exit_code == 0, result.output
         assert result.output.startswith("ok ") and "rules" in result.output
     bad = tmp_path / "bad.yaml"

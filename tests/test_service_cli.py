@@ -10,12 +10,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from service_support import wait_until
 from test_mqtt import MOSQUITTO, Broker, Subscriber
 
 from agent.pipeline.watch import source_slug
@@ -31,19 +31,6 @@ rules:
     when: "count_person >= 1"
     severity: info
 """
-
-
-def _wait(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -72,21 +59,21 @@ def test_the_issue_check_end_to_end(media_dir: Path, tmp_path: Path, scratch_hom
         assert api.get("/healthz").json() == {"status": "ok"}
         paths = api.get("/openapi.json").json()["paths"]
         assert all(path in paths for path in PATHS) and "/api/stream" in paths
-        _wait(lambda: api.get("/readyz").status_code == 200, 120, "the detector to load")
+        wait_until(lambda: api.get("/readyz").status_code == 200, 120, "the detector to load")
 
         with api.stream("GET", "/api/stream") as stream:  # from now on: what the watch commits next
             data = next(line for line in stream.iter_lines() if line.startswith("data:"))
         assert json.loads(data.removeprefix("data:"))["source"] == str(shop)
         assert api.get("/api/sources/1").json()["state"] == "watching"  # the stream spoke during the watch
 
-        _wait(lambda: api.get("/api/sources/1").json()["state"] == "finished", 300, "the clip to end")
+        wait_until(lambda: api.get("/api/sources/1").json()["state"] == "finished", 300, "the clip to end")
         name = (("source", str(shop)),)
 
         def all_delivered() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
             samples = _samples(api.get("/metrics").text)
             return samples if samples.get(("scenewatch_events_pending", (("sink", "mqtt"),))) == 0 else None
 
-        samples = _wait(all_delivered, 60, "the events to reach the broker")
+        samples = wait_until(all_delivered, 60, "the events to reach the broker")
         store = Store(scratch_home / "scenewatch.db")
         try:
             stored = store.count(str(shop))
@@ -100,17 +87,19 @@ def test_the_issue_check_end_to_end(media_dir: Path, tmp_path: Path, scratch_hom
         assert samples[("scenewatch_events_raised_total", raised_metric)] == len(raised) > 0
         assert samples[("scenewatch_events_delivered_total", (("sink", "mqtt"),))] == len(raised)
 
-        received = _wait(lambda: len(events.messages) >= len(raised) and events.messages, 30, "MQTT events")
+        received = wait_until(
+            lambda: len(events.messages) >= len(raised) and events.messages, 30, "MQTT events"
+        )
         published = [json.loads(payload) for _, payload, _ in received]
         assert sorted(event["id"] for event in published) == sorted(event["id"] for event in raised)
         assert {event["rule"] for event in published} == {"person_seen"}
         state = Subscriber(broker.port, f"scenewatch/{source_slug(str(shop))}/state")  # retained
-        retained = _wait(lambda: state.messages, 10, "the retained state")
+        retained = wait_until(lambda: state.messages, 10, "the retained state")
         assert json.loads(retained[-1][1])["source"] == str(shop)
         state.close()
 
         assert api.post("/api/sources", json={"source": str(runner)}).status_code == 201
-        _wait(lambda: api.get("/api/sources/2").json()["analysed"] >= 1, 120, "the second clip to start")
+        wait_until(lambda: api.get("/api/sources/2").json()["analysed"] >= 1, 120, "the second clip to start")
         process.send_signal(signal.SIGTERM)  # mid-watch
         assert process.wait(timeout=120) == 0
         assert "Traceback" not in (process.stderr.read() if process.stderr else "")

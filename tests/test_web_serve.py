@@ -12,11 +12,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from service_support import wait_until
 from web_support import PHONE, both_widths, fits, launched, loaded, opened, require_browser
 
 from agent.bench.clips import Appearance, write_clip
@@ -25,19 +25,6 @@ from tools.vision.registry import BACKENDS
 require_browser()
 
 CLI = [sys.executable, "-c", "from agent.cli.app import main; main()"]
-
-
-def _wait(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_page_of_scenewatch_serve_during_a_watch(
@@ -64,7 +51,7 @@ def test_the_page_of_scenewatch_serve_during_a_watch(
         url = re.search(r"http://127\.0\.0\.1:\d+", line)
         assert url, line + (process.stderr.read() if process.poll() is not None and process.stderr else "")
         api = httpx.Client(base_url=url[0], timeout=30)
-        _wait(lambda: api.get("/readyz").status_code == 200, 180, "the model to load")
+        wait_until(lambda: api.get("/readyz").status_code == 200, 180, "the model to load")
         with launched() as browser, opened(browser, viewport=PHONE) as page:
             page.goto(url[0] + "/")
             page.get_by_role("heading", name="shop front.mp4").wait_for()
@@ -74,7 +61,9 @@ def test_the_page_of_scenewatch_serve_during_a_watch(
             assert frames.count() >= 4
             assert loaded(frames.nth(0)) and loaded(frames.nth(1))  # live: bytes come after the element
             fits(page, PHONE["width"])
-            latest = _wait(lambda: page.locator("#grid img.latest").bounding_box(), 30, "the latest frame")
+            latest = wait_until(
+                lambda: page.locator("#grid img.latest").bounding_box(), 30, "the latest frame"
+            )
             assert latest is not None and latest["x"] >= 0 and latest["x"] + latest["width"] <= PHONE["width"]
             assert latest["width"] > PHONE["width"] * 0.8  # the frame fills the phone's width
             both_widths(page, "serve")

@@ -47,31 +47,23 @@ class Pipeline:
     def watch(self, sources: Sequence[str], **options: Any) -> WatchSummary:
         """:func:`~agent.pipeline.watch.run_watch` of ``sources`` with these parts (it closes the
         listeners)."""
-        self.watched = True
-        return run_watch(
-            list(sources),
-            self.settings,
-            engine=self.engine,
-            store=self.store,
-            questions=self.questions,
-            listeners=self.listeners,
-            perception=self.perception,
-            **options,
-        )
+        return run_watch(list(sources), self.settings, **self._parts(), **options)
 
     def watcher(self, **options: Any) -> Watcher:
         """A :class:`~agent.pipeline.watch.Watcher` with these parts, its sources to be started (its
         ``close`` closes the listeners)."""
+        return Watcher(self.settings, **self._parts(), **options)
+
+    def _parts(self) -> dict[str, Any]:
+        """What a watch runs on; the listeners are the watch's to close from now on."""
         self.watched = True
-        return Watcher(
-            self.settings,
-            engine=self.engine,
-            store=self.store,
-            questions=self.questions,
-            listeners=self.listeners,
-            perception=self.perception,
-            **options,
-        )
+        return {
+            "engine": self.engine,
+            "store": self.store,
+            "questions": self.questions,
+            "listeners": self.listeners,
+            "perception": self.perception,
+        }
 
 
 @contextmanager
