@@ -4,6 +4,7 @@ acknowledgement (the ``acked`` trigger the answer carries)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -25,6 +26,23 @@ Source = Annotated[str | None, Query(max_length=4096)]
 Rule = Annotated[str | None, Query(max_length=200)]
 Since = Annotated[str | None, Query(max_length=100)]
 OpenOnly = Annotated[bool, Query(alias="open", description="Only events not acknowledged yet.")]
+
+
+@dataclass
+class EventFilters:
+    """The events page's filters, from the query string (the page and its list fragment alike)."""
+
+    source: Source = None
+    rule: Rule = None
+    since: Since = None
+    open_only: OpenOnly = False
+
+    def query(self) -> str:
+        """The filters as the page's query string."""
+        return query(source=self.source, rule=self.rule, since=self.since, open=self.open_only)
+
+
+Filters = Annotated[EventFilters, Depends()]
 
 
 def delivery_state(event: dict[str, Any]) -> str:
@@ -63,9 +81,9 @@ def decorate(service: Service, events: list[dict[str, Any]]) -> list[dict[str, A
 def router(settings: Settings) -> APIRouter:
     ui = APIRouter(include_in_schema=False)
 
-    def listing(
-        service: Service, source: str | None, rule: str | None, since: str | None, open_only: bool
-    ) -> dict[str, Any]:
+    def listing(service: Service, filters: EventFilters) -> dict[str, Any]:
+        source, rule, since = filters.source or None, filters.rule or None, filters.since or None
+        open_only = filters.open_only
         error = ""
         try:
             start, _ = time_range(since, None)
@@ -86,33 +104,16 @@ def router(settings: Settings) -> APIRouter:
         }
 
     @ui.get("/events", response_class=HTMLResponse)
-    def events_page(
-        request: Request,
-        service: ServiceDep,
-        source: Source = None,
-        rule: Rule = None,
-        since: Since = None,
-        open_only: OpenOnly = False,
-    ) -> HTMLResponse:
-        shown = listing(service, source or None, rule or None, since or None, open_only)
+    def events_page(request: Request, service: ServiceDep, filters: Filters) -> HTMLResponse:
+        shown = listing(service, filters)
         return render(
             request, "events.html", active="events", title="Events", stream=stream_url(request), **shown
         )
 
     @ui.get("/ui/events", response_class=HTMLResponse)
-    def events_list(
-        request: Request,
-        service: ServiceDep,
-        source: Source = None,
-        rule: Rule = None,
-        since: Since = None,
-        open_only: OpenOnly = False,
-    ) -> HTMLResponse:
-        shown = listing(service, source or None, rule or None, since or None, open_only)
-        response = render(request, "_events.html", **shown)
-        response.headers["HX-Replace-Url"] = "/events" + query(
-            source=source, rule=rule, since=since, open=open_only
-        )
+    def events_list(request: Request, service: ServiceDep, filters: Filters) -> HTMLResponse:
+        response = render(request, "_events.html", **listing(service, filters))
+        response.headers["HX-Replace-Url"] = "/events" + filters.query()
         return response
 
     def one(service: Service, event_id: int) -> dict[str, Any]:

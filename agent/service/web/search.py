@@ -3,9 +3,10 @@ frames (a frame opens its observation)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from agent.core.config import Settings
@@ -22,10 +23,22 @@ Time = Annotated[str | None, Query(max_length=100)]
 Source = Annotated[str | None, Query(max_length=4096)]
 
 
-def search(
-    service: Service, q: str | None, since: str | None, until: str | None, source: str | None
-) -> dict[str, Any]:
+@dataclass
+class SearchForm:
+    """The search form's fields, from the query string (the page and its results fragment alike)."""
+
+    q: Text = None
+    since: Time = None
+    until: Time = None
+    source: Source = None
+
+
+Form = Annotated[SearchForm, Depends()]
+
+
+def search(service: Service, form: SearchForm) -> dict[str, Any]:
     """The page's results for a query (none without one), best first, or the error of a bad filter."""
+    q, since, until, source = (form.q or None, form.since or None, form.until or None, form.source or None)
     found: list[dict[str, Any]] = []
     error = ""
     if q:
@@ -57,29 +70,13 @@ def router(settings: Settings) -> APIRouter:
     ui = APIRouter(include_in_schema=False)
 
     @ui.get("/search", response_class=HTMLResponse)
-    def search_page(
-        request: Request,
-        service: ServiceDep,
-        q: Text = None,
-        since: Time = None,
-        until: Time = None,
-        source: Source = None,
-    ) -> HTMLResponse:
-        found = search(service, q or None, since or None, until or None, source or None)
-        return render(request, "search.html", active="search", title="Search", **found)
+    def search_page(request: Request, service: ServiceDep, form: Form) -> HTMLResponse:
+        return render(request, "search.html", active="search", title="Search", **search(service, form))
 
     @ui.get("/ui/search", response_class=HTMLResponse)
-    def search_results(
-        request: Request,
-        service: ServiceDep,
-        q: Text = None,
-        since: Time = None,
-        until: Time = None,
-        source: Source = None,
-    ) -> HTMLResponse:
-        found = search(service, q or None, since or None, until or None, source or None)
-        response = render(request, "_results.html", **found)
-        response.headers["HX-Push-Url"] = "/search" + query(q=q, since=since, until=until, source=source)
+    def search_results(request: Request, service: ServiceDep, form: Form) -> HTMLResponse:
+        response = render(request, "_results.html", **search(service, form))
+        response.headers["HX-Push-Url"] = "/search" + query(**asdict(form))
         return response
 
     return ui
